@@ -1,0 +1,44 @@
+# The one entry point for people and CI. Every target creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv demo test test-python test-vscode lint typecheck bench clean
+
+help:
+	@echo "make demo   - run a swarm of built-in agents over a scratch copy of samples/inventory"
+	@echo "make test   - set everything up and run every test (Python, node, Neovim, VS Code build)"
+	@echo "make bench  - run the benchmark scripts, writing benchmarks/results/*.json"
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/delegation-machine demo
+
+test: $(STAMP) lint test-python test-vscode
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test-python: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-vscode: $(STAMP)
+	cd vscode-extension && npm ci --no-audit --no-fund && npm run build && npm test && npm run package
+
+bench: $(STAMP)
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) vscode-extension/node_modules vscode-extension/*.vsix

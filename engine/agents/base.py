@@ -1,0 +1,106 @@
+"""The Agent protocol: what every agent receives and returns.
+
+Owns `AgentWork` (the read-only inputs of one task run), `AgentResult` and `TokenUsage`.
+Invariant: an agent only ever returns Mutations computed against the texts it was given;
+it never writes files or buffers itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from delegation_machine.engine.protocol import (
+    ContextPackage,
+    DelegationRequest,
+    Mutation,
+    TextEdit,
+    Verdict,
+)
+
+
+class TokenUsage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+
+    @property
+    def uncached_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.output_tokens + other.output_tokens,
+            self.tool_calls + other.tool_calls,
+        )
+
+
+class FileVersion(msgspec.Struct, frozen=True):
+    text: str
+    version: int
+
+
+class AgentWork(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything an agent may read for one run: a snapshot, never live state."""
+
+    task_id: str
+    package: ContextPackage
+    request: DelegationRequest
+    files: Mapping[str, FileVersion]  # the task's files at the versions the agent works on
+    workspace_root: Path
+    arguments: Mapping[str, Any] = {}  # kind-specific, e.g. {"old": "f", "new": "g"}
+    feedback: tuple[Verdict, ...] = ()  # failures from a previous attempt (targeted fix)
+    index: Any = None  # the SymbolIndex (engine.memory.symbols), when the agent needs it
+    list_workspace_files: Any = None  # callable () -> list[str] of workspace-relative paths
+    read_file: Any = None  # callable (rel) -> FileVersion, for files beyond `files`
+
+
+class AgentResult(msgspec.Struct, frozen=True):
+    mutations: tuple[Mutation, ...] = ()
+    usage: TokenUsage = TokenUsage()
+    notes: str = ""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    agent_id: str
+    kind: str
+
+    async def run(self, work: AgentWork) -> AgentResult: ...
+
+
+class AgentFailure(Exception):
+    """An agent could not produce a result; the message says why, for the user."""
+
+
+def edits_from_texts(before: str, after: str) -> tuple[TextEdit, ...]:
+    """Minimal line-granular edits that turn `before` into `after` (code-point offsets)."""
+    import difflib
+
+    if before == after:
+        return ()
+    before_lines = before.splitlines(keepends=True)
+    after_lines = after.splitlines(keepends=True)
+    offsets = [0]
+    for line in before_lines:
+        offsets.append(offsets[-1] + len(line))
+    edits: list[TextEdit] = []
+    matcher = difflib.SequenceMatcher(a=before_lines, b=after_lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        edits.append(TextEdit(offsets[i1], offsets[i2], "".join(after_lines[j1:j2])))
+    return tuple(edits)
+
+
+def apply_edits(text: str, edits: tuple[TextEdit, ...] | list[TextEdit]) -> str:
+    """Apply non-overlapping edits given against the same base text."""
+    for edit in sorted(edits, key=lambda e: (e.start, e.end), reverse=True):
+        text = text[: edit.start] + edit.new_text + text[edit.end :]
+    return text
