@@ -69,8 +69,15 @@ class Ledger:
         return stored
 
     def record(
-        self, kind: str, *, task_id: str | None = None, agent_id: str | None = None, **payload: Any
+        self,
+        kind: str,
+        /,
+        *,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+        **payload: Any,
     ) -> Event:
+        """Append an event of `kind`; keyword arguments form its payload (`kind` included)."""
         return self.append(Event(kind=kind, task_id=task_id, agent_id=agent_id, payload=payload))
 
     def events(

@@ -1,0 +1,156 @@
+"""Runs delegated tasks from the terminal: progress lines and a summary table.
+
+Owns the CLI's view of a swarm run; shared by the `run` and `demo` subcommands. The exit code
+is 0 when every task verified, 1 when some did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from delegation_machine.engine.protocol import DelegationRequest, TaskState, TaskUpdate
+from delegation_machine.engine.swarm import (
+    DelegationError,
+    MessageNotice,
+    Notice,
+    Swarm,
+    TaskSummary,
+)
+
+VERIFIED_STATES = {TaskState.VERIFIED.value, TaskState.ACCEPTED.value}
+
+
+class ProgressPrinter:
+    """Prints one line whenever a task of the run changes state."""
+
+    def __init__(self, swarm: Swarm, out: TextIO, *, enabled: bool) -> None:
+        self._swarm = swarm
+        self._out = out
+        self._enabled = enabled
+        self._seen: dict[str, str] = {}
+        self._started = time.monotonic()
+
+    def __call__(self, notice: Notice) -> None:
+        if not self._enabled:
+            return
+        if isinstance(notice, MessageNotice):
+            print(f"[{notice.level}] {notice.text}", file=self._out, flush=True)
+            return
+        if not isinstance(notice, TaskUpdate):
+            return
+        for task in self._swarm.task_summaries(notice.task_id):
+            if self._seen.get(task.task_id) == task.state:
+                continue
+            self._seen[task.task_id] = task.state
+            elapsed = time.monotonic() - self._started
+            where = ", ".join(task.files) or (task.message if task.state == "failed" else "")
+            print(
+                f"{elapsed:7.2f}s  {task.task_id:<14} {task.kind:<7} {task.state:<9} "
+                f"{task.agent or '-':<28} {where}",
+                file=self._out,
+                flush=True,
+            )
+
+
+def summary_table(tasks: Sequence[TaskSummary]) -> str:
+    headers = ("task", "kind", "state", "agent", "files", "verdicts", "time")
+    rows = [
+        (
+            t.task_id,
+            t.kind,
+            t.state,
+            t.agent or "-",
+            ", ".join(t.files) or "-",
+            "; ".join(t.verdicts) or "-",
+            f"{t.elapsed_s:.2f}s",
+        )
+        for t in tasks
+    ]
+    widths = [
+        min(60, max(len(h), *(len(r[i]) for r in rows))) if rows else len(h)
+        for i, h in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c[: widths[i]].ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+async def run_tasks(
+    workspace: Path,
+    instructions: Sequence[str],
+    *,
+    agents: int | None,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    timeout_s: float = 600,
+) -> int:
+    swarm = Swarm(workspace, watch=False)
+    if agents:
+        swarm.config.agents = agents
+    printer = ProgressPrinter(swarm, out, enabled=not as_json)
+    swarm.subscribe(printer)
+    await swarm.start()
+    plan_ids: list[str] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    try:
+        for instruction in instructions:
+            try:
+                plan_ids.append(await swarm.submit(DelegationRequest(instruction=instruction)))
+            except DelegationError as exc:
+                errors.append(f"{instruction!r}: {exc}")
+        for plan_id in plan_ids:
+            await swarm.wait(plan_id, timeout=timeout_s)
+        tasks = [t for p in plan_ids for t in swarm.task_summaries(p)]
+        ledger_events = swarm.ledger.last_seq()
+    finally:
+        await swarm.stop()
+    elapsed = time.monotonic() - started
+    ok = not errors and all(t.state in VERIFIED_STATES for t in tasks)
+    if as_json:
+        report: dict[str, Any] = {
+            "workspace": str(workspace),
+            "ok": ok,
+            "elapsed_s": round(elapsed, 3),
+            "errors": errors,
+            "ledger_events": ledger_events,
+            "tasks": msgspec.to_builtins(tasks),
+        }
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        for error in errors:
+            print(f"error: {error}", file=out)
+        if tasks:
+            print("\n" + summary_table(tasks), file=out)
+        verified = sum(t.state in VERIFIED_STATES for t in tasks)
+        print(
+            f"\n{verified}/{len(tasks)} tasks verified in {elapsed:.1f}s; "
+            f"{ledger_events} events in {workspace / '.delegation' / 'ledger.sqlite3'}",
+            file=out,
+        )
+    return 0 if ok else 1
+
+
+def workspace_argument(value: str) -> Path:
+    import argparse
+
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a folder: {value}")
+    return path.resolve()
+
+
+def run_sync(coroutine: Any) -> int:
+    return int(asyncio.run(coroutine))

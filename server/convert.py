@@ -1,0 +1,124 @@
+"""The one place where engine types become LSP types and back.
+
+Owns Finding -> Diagnostic, LSP Range -> engine Span, TaskUpdate -> the
+`delegation/taskUpdated` payload, and DelegateArguments -> DelegationRequest. Columns are
+converted between code points and the negotiated position encoding by `server.positions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from lsprotocol import types
+
+from delegation_machine.engine.protocol import (
+    DelegationRequest,
+    Finding,
+    Point,
+    Span,
+    TaskUpdate,
+    Verdict,
+)
+from delegation_machine.server import positions
+from delegation_machine.server.commands import DelegateArguments, WireRange
+
+SOURCE = "delegation-machine"
+
+_SEVERITY = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "information": types.DiagnosticSeverity.Information,
+    "hint": types.DiagnosticSeverity.Hint,
+}
+
+
+def _line(lines: list[str], number: int) -> str:
+    return lines[number] if 0 <= number < len(lines) else ""
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines without their terminators; \\r\\n, \\n and \\r all end a line, as in LSP."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def point_to_position(point: Point, lines: list[str], encoding: str) -> types.Position:
+    line = _line(lines, point.line)
+    column = min(point.column, len(line))
+    return types.Position(point.line, positions.to_client_column(line, column, encoding))
+
+
+def span_to_range(span: Span, text: str, encoding: str) -> types.Range:
+    lines = split_lines(text)
+    return types.Range(
+        point_to_position(span.start, lines, encoding), point_to_position(span.end, lines, encoding)
+    )
+
+
+def range_to_span(wire: WireRange | types.Range, text: str, encoding: str) -> Span:
+    lines = split_lines(text)
+
+    def to_point(line: int, character: int) -> Point:
+        line_text = _line(lines, line)
+        return Point(line, positions.from_client_column(line_text, character, encoding))
+
+    return Span(
+        to_point(wire.start.line, wire.start.character), to_point(wire.end.line, wire.end.character)
+    )
+
+
+def finding_to_diagnostic(finding: Finding, text: str, encoding: str) -> types.Diagnostic:
+    return types.Diagnostic(
+        range=span_to_range(finding.span, text, encoding),
+        message=finding.message,
+        severity=_SEVERITY.get(finding.severity, types.DiagnosticSeverity.Error),
+        code=finding.code,
+        source=SOURCE,
+        data={"fixAvailable": finding.fix_available, "path": finding.path},
+    )
+
+
+def delegate_request(
+    arguments: DelegateArguments, rel_path: str | None, text: str | None, encoding: str
+) -> DelegationRequest:
+    span = None
+    if arguments.range is not None and text is not None:
+        span = range_to_span(arguments.range, text, encoding)
+    return DelegationRequest(
+        instruction=arguments.instruction.strip(),
+        path=rel_path,
+        span=span,
+        kind=arguments.kind,
+        agents=arguments.agents,
+        requested_by="lsp",
+    )
+
+
+def verdict_payload(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "check": verdict.check,
+        "kind": verdict.kind,
+        "reason": verdict.reason,
+        "findings": [
+            {"path": f.path, "line": f.span.start.line, "code": f.code, "message": f.message}
+            for f in verdict.findings
+        ],
+    }
+
+
+def task_updated_payload(update: TaskUpdate) -> dict[str, Any]:
+    return {
+        "taskId": update.task_id,
+        "state": update.state.value,
+        "kind": update.kind,
+        "agent": update.agent,
+        "files": list(update.files),
+        "tokens": update.tokens,
+        "verdicts": [verdict_payload(v) for v in update.verdicts],
+        "message": update.message,
+    }
+
+
+def to_wire(value: Any) -> Any:
+    """Engine structs as plain JSON-ready values (for `delegation.status`)."""
+    return msgspec.to_builtins(value)

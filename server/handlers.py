@@ -1,0 +1,298 @@
+"""Every LSP handler of the server, registered in one place and kept thin.
+
+Owns the LSP contract of DESIGN.md §4: document sync into the CRDT, code actions titled
+`Delegate: …`, the `delegation.*` commands, configuration. Each handler converts, calls the
+session or the engine, and converts back; errors become clear JSON-RPC errors (and a
+`window/showMessage` where the user should see them) and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+from delegation_machine.engine.swarm import DelegationError
+from delegation_machine.server import commands, convert
+from delegation_machine.server.server import DelegationServer, WorkspaceError
+
+log = logging.getLogger(__name__)
+
+REFACTOR_DELEGATE = "refactor.delegate"
+QUICKFIX_DELEGATE = "quickfix.delegate"
+REQUEST_FAILED = -32803
+
+
+class DelegationFailed(JsonRpcException):
+    """The request was valid but the swarm could not take it (LSP RequestFailed)."""
+
+    CODE = REQUEST_FAILED
+
+
+def _settings_from(options: Any) -> dict[str, Any]:
+    if isinstance(options, dict):
+        inner = options.get("delegation", options)
+        return dict(inner) if isinstance(inner, dict) else {}
+    return {}
+
+
+def create_server() -> DelegationServer:
+    server = DelegationServer()
+    _register_lifecycle(server)
+    _register_document_sync(server)
+    _register_code_actions(server)
+    _register_commands(server)
+    return server
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+def _register_lifecycle(server: DelegationServer) -> None:
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: DelegationServer, params: types.InitializeParams) -> None:
+        ls.settings = _settings_from(params.initialization_options)
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: DelegationServer, params: types.InitializedParams) -> None:
+        try:
+            await ls.start_swarm(ls.settings)
+        except Exception as exc:
+            log.exception("could not start the swarm")
+            ls.show_message(f"Delegation Machine could not start: {exc}", types.MessageType.Error)
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: DelegationServer, params: None) -> None:
+        await ls.stop_swarm()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(
+        ls: DelegationServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        settings = _settings_from(params.settings)
+        if ls.swarm is not None and settings:
+            try:
+                ls.swarm.update_settings(settings)
+            except Exception as exc:
+                ls.show_message(f"Delegation Machine settings: {exc}", types.MessageType.Error)
+
+
+# --- document sync --------------------------------------------------------------------------
+
+
+def _guard(ls: DelegationServer, what: str, call: Callable[[], Any]) -> None:
+    """Document notifications have no response: report refusals to the user, keep serving."""
+    try:
+        call()
+    except WorkspaceError as exc:
+        log.info("%s ignored: %s", what, exc)
+    except Exception as exc:
+        log.warning("%s refused: %s", what, exc)
+        ls.show_message(f"Delegation Machine: {exc}", types.MessageType.Warning)
+
+
+def _register_document_sync(server: DelegationServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(ls: DelegationServer, params: types.DidOpenTextDocumentParams) -> None:
+        await ls.swarm_ready.wait()
+        document = params.text_document
+
+        def open_document() -> None:
+            rel = ls.rel_path(document.uri)
+            ls.bridge.on_did_open(rel, document.text, document.version)
+            ls.require_swarm().open_document(rel, document.text, document.version)
+
+        _guard(ls, f"didOpen {document.uri}", open_document)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(ls: DelegationServer, params: types.DidChangeTextDocumentParams) -> None:
+        await ls.swarm_ready.wait()
+        document = params.text_document
+
+        def change_document() -> None:
+            rel = ls.rel_path(document.uri)
+            user_edits = ls.bridge.on_did_change(rel, params.content_changes, document.version)
+            if user_edits is not None:
+                ls.require_swarm().note_user_change(rel)
+
+        _guard(ls, f"didChange {document.uri}", change_document)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: DelegationServer, params: types.DidSaveTextDocumentParams) -> None:
+        await ls.swarm_ready.wait()
+        _guard(
+            ls,
+            "didSave",
+            lambda: ls.require_swarm().save_document(ls.rel_path(params.text_document.uri)),
+        )
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    async def did_close(ls: DelegationServer, params: types.DidCloseTextDocumentParams) -> None:
+        await ls.swarm_ready.wait()
+
+        def close_document() -> None:
+            ls.bridge.on_did_close(ls.rel_path(params.text_document.uri))
+
+        _guard(ls, "didClose", close_document)
+
+
+# --- code actions ---------------------------------------------------------------------------
+
+
+def _delegate_action(
+    title: str,
+    kind: str,
+    arguments: dict[str, Any],
+    diagnostics: list[types.Diagnostic] | None = None,
+) -> types.CodeAction:
+    return types.CodeAction(
+        title=f"Delegate: {title}",
+        kind=kind,
+        diagnostics=diagnostics,
+        command=types.Command(
+            title=f"Delegate: {title}", command=commands.DELEGATE, arguments=[arguments]
+        ),
+    )
+
+
+def _range_json(range_: types.Range) -> dict[str, Any]:
+    return {
+        "start": {"line": range_.start.line, "character": range_.start.character},
+        "end": {"line": range_.end.line, "character": range_.end.character},
+    }
+
+
+def code_actions_for(
+    ls: DelegationServer, params: types.CodeActionParams
+) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    rel = ls.rel_path(uri)
+    where = _range_json(params.range)
+    actions: list[types.CodeAction] = []
+    ours = [d for d in params.context.diagnostics if d.source == convert.SOURCE]
+    for diagnostic in ours:
+        code = str(diagnostic.code or "finding")
+        arguments = {
+            "uri": uri,
+            "range": _range_json(diagnostic.range),
+            "kind": "fix",
+            "instruction": f"fix {code}",
+        }
+        actions.append(_delegate_action(f"fix {code}", QUICKFIX_DELEGATE, arguments, [diagnostic]))
+    actions.append(
+        _delegate_action(
+            f"fix {rel}",
+            REFACTOR_DELEGATE,
+            {"uri": uri, "range": where, "kind": "fix", "instruction": "fix"},
+        )
+    )
+    actions.append(
+        _delegate_action(
+            f"format {rel}",
+            REFACTOR_DELEGATE,
+            {"uri": uri, "range": where, "kind": "format", "instruction": "format"},
+        )
+    )
+    actions.append(
+        _delegate_action(
+            f"check {rel}",
+            REFACTOR_DELEGATE,
+            {"uri": uri, "range": where, "kind": "check", "instruction": "check"},
+        )
+    )
+    swarm = ls.require_swarm()
+    if swarm.backend is not None:
+        for template in swarm.model_templates():
+            actions.append(
+                _delegate_action(
+                    template,
+                    REFACTOR_DELEGATE,
+                    {"uri": uri, "range": where, "instruction": template},
+                )
+            )
+    only = params.context.only
+    if only:
+        actions = [a for a in actions if any(str(a.kind).startswith(str(k)) for k in only)]
+    return actions
+
+
+def _register_code_actions(server: DelegationServer) -> None:
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[REFACTOR_DELEGATE, QUICKFIX_DELEGATE]),
+    )
+    async def code_action(
+        ls: DelegationServer, params: types.CodeActionParams
+    ) -> list[types.CodeAction] | None:
+        await ls.swarm_ready.wait()
+        try:
+            return code_actions_for(ls, params)
+        except WorkspaceError as exc:
+            log.info("no code actions: %s", exc)
+            return None
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _invalid(ls: DelegationServer, message: str) -> JsonRpcInvalidParams:
+    ls.show_message(f"Delegation Machine: {message}", types.MessageType.Error)
+    return JsonRpcInvalidParams(message=message)
+
+
+def _failed(ls: DelegationServer, message: str) -> DelegationFailed:
+    ls.show_message(f"Delegation Machine: {message}", types.MessageType.Error)
+    return DelegationFailed(message=message, code=REQUEST_FAILED)
+
+
+def _register_commands(server: DelegationServer) -> None:
+    @server.command(commands.DELEGATE)
+    async def delegate(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        await ls.swarm_ready.wait()
+        try:
+            args = commands.single_argument(
+                commands.DELEGATE, arguments, commands.DelegateArguments
+            )
+            rel = ls.rel_path(args.uri) if args.uri else None
+            text = ls.text_of(rel) if rel is not None else None
+        except (commands.CommandArgumentError, WorkspaceError) as exc:
+            raise _invalid(ls, str(exc)) from None
+        except Exception as exc:  # binary, huge, non-UTF-8: refused with the reason
+            raise _invalid(ls, f"{args.uri}: {exc}") from None
+        request = convert.delegate_request(args, rel, text, ls.position_encoding)
+        try:
+            task_id = await ls.require_swarm().submit(request)
+        except (DelegationError, WorkspaceError) as exc:
+            raise _failed(ls, str(exc)) from None
+        await ls.begin_progress(task_id, f"Delegate: {request.instruction}", None)
+        return {"taskId": task_id}
+
+    for name, method in (
+        (commands.CANCEL, "cancel"),
+        (commands.ACCEPT, "accept"),
+        (commands.REJECT, "reject"),
+    ):
+        _register_task_command(server, name, method)
+
+    @server.command(commands.STATUS)
+    async def status(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        await ls.swarm_ready.wait()
+        return convert.to_wire(ls.require_swarm().status())  # type: ignore[no-any-return]
+
+
+def _register_task_command(server: DelegationServer, name: str, method: str) -> None:
+    @server.command(name)
+    async def task_command(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        await ls.swarm_ready.wait()
+        try:
+            args = commands.single_argument(name, arguments, commands.TaskArguments)
+        except commands.CommandArgumentError as exc:
+            raise _invalid(ls, str(exc)) from None
+        try:
+            state = await getattr(ls.require_swarm(), method)(args.task_id)
+        except (DelegationError, WorkspaceError) as exc:
+            raise _failed(ls, str(exc)) from None
+        return {"taskId": args.task_id, "state": state.value}

@@ -1,0 +1,207 @@
+"""Fixtures for end-to-end tests: a scratch copy of the sample and a real server subprocess.
+
+The pytest-lsp client gets what real editors have and its defaults lack: a
+`workspace/applyEdit` handler that applies edits to the client's own buffers and answers
+with didChange, a `delegation/taskUpdated` collector, and a structure hook so a CodeAction
+that carries a command is not decoded as a bare Command (lsprotocol 2025.0.0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls import uris
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "samples" / "inventory"
+SERVER_COMMAND = [sys.executable, "-m", "delegation_machine.server", "serve"]
+CLIENTS = ["visual-studio-code", "neovim", "emacs"]
+
+
+def copy_sample(destination: Path) -> Path:
+    workspace = destination / "inventory"
+    shutil.copytree(SAMPLE, workspace, ignore=shutil.ignore_patterns(".delegation", "__pycache__"))
+    return workspace
+
+
+def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
+    """Apply LSP edits (UTF-16 positions) to `text`, last edit first."""
+    lines = text.split("\n")
+
+    def offset(position: types.Position) -> int:
+        before = sum(len(line) + 1 for line in lines[: position.line])
+        line = lines[position.line] if position.line < len(lines) else ""
+        units, chars = 0, 0
+        for char in line:
+            if units >= position.character:
+                break
+            units += 2 if ord(char) > 0xFFFF else 1
+            chars += 1
+        return before + chars
+
+    ordered = sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character))
+    for edit in reversed(ordered):
+        start, end = offset(edit.range.start), offset(edit.range.end)
+        text = text[:start] + edit.new_text + text[end:]
+        lines = text.split("\n")
+    return text
+
+
+class EditorState:
+    """The test client's buffers, task updates and waiters, like a small editor."""
+
+    def __init__(self, client: LanguageClient) -> None:
+        self.client = client
+        self.buffers: dict[str, tuple[str, int]] = {}
+        self.task_updates: list[dict[str, Any]] = []
+        self.applied_edits: list[types.ApplyWorkspaceEditParams] = []
+        self.changed = asyncio.Condition()
+
+    async def notify_changed(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], Any], timeout: float = 120) -> Any:
+        async def wait() -> Any:
+            async with self.changed:
+                while not (result := predicate()):
+                    await self.changed.wait()
+                return result
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def open(self, path: Path) -> str:
+        uri = uris.from_fs_path(str(path))
+        assert uri is not None
+        text = path.read_text(encoding="utf-8")
+        self.buffers[uri] = (text, 1)
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=text
+                )
+            )
+        )
+        return uri
+
+    def text(self, uri: str) -> str:
+        return self.buffers[uri][0]
+
+    def type_text(self, uri: str, line: int, character: int, new_text: str) -> None:
+        """The user types: a didChange with an incremental edit."""
+        text, version = self.buffers[uri]
+        position = types.Position(line, character)
+        edit = types.TextEdit(types.Range(position, position), new_text)
+        self.buffers[uri] = (apply_text_edits(text, [edit]), version + 1)
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version + 1),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(range=edit.range, text=new_text)
+                ],
+            )
+        )
+
+    def diagnostics(self, uri: str) -> list[types.Diagnostic]:
+        return list(self.client.diagnostics.get(uri, []))
+
+    def task_state(self, task_id: str) -> str | None:
+        states = [u["state"] for u in self.task_updates if u["taskId"] == task_id]
+        return states[-1] if states else None
+
+
+def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None:
+    converter = client.protocol._converter
+
+    def structure_code_action(obj: Any, _: Any) -> types.CodeAction | types.Command:
+        if isinstance(obj.get("command"), str):
+            return converter.structure(obj, types.Command)
+        return converter.structure(obj, types.CodeAction)
+
+    converter.register_structure_hook(types.CodeAction | types.Command, structure_code_action)
+
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
+    async def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        editor.applied_edits.append(params)
+        for change in params.edit.document_changes or []:
+            if not isinstance(change, types.TextDocumentEdit):
+                continue
+            uri = change.text_document.uri
+            if uri not in editor.buffers:
+                return types.ApplyWorkspaceEditResult(applied=False, failure_reason="not open")
+            text, version = editor.buffers[uri]
+            if change.text_document.version not in (None, version):
+                return types.ApplyWorkspaceEditResult(
+                    applied=False, failure_reason="version mismatch"
+                )
+            edits = [e for e in change.edits if isinstance(e, types.TextEdit)]
+            new_text = apply_text_edits(text, edits)
+            editor.buffers[uri] = (new_text, version + 1)
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(
+                        uri=uri, version=version + 1
+                    ),
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(range=e.range, text=e.new_text)
+                        for e in reversed(
+                            sorted(
+                                edits, key=lambda e: (e.range.start.line, e.range.start.character)
+                            )
+                        )
+                    ],
+                )
+            )
+        await editor.notify_changed()
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    @client.feature("delegation/taskUpdated")
+    async def task_updated(params: Any) -> None:
+        payload = params if isinstance(params, dict) else converter.unstructure(params)
+        if not isinstance(payload, dict):
+            payload = {k: getattr(params, k) for k in ("taskId", "state", "message", "files")}
+        editor.task_updates.append(payload)
+        await editor.notify_changed()
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    async def publish_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+        client.diagnostics[params.uri] = params.diagnostics
+        await editor.notify_changed()
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    async def show_message(params: types.ShowMessageParams) -> None:
+        client.messages.append(params)
+        await editor.notify_changed()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return copy_sample(tmp_path)
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND), params=CLIENTS)
+async def lsp(
+    request: pytest.FixtureRequest, lsp_client: LanguageClient, workspace: Path
+) -> AsyncIterator[tuple[LanguageClient, EditorState, Path]]:
+    editor = EditorState(lsp_client)
+    install_editor_handlers(lsp_client, editor)
+    root_uri = uris.from_fs_path(str(workspace))
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities(request.param),
+            root_uri=root_uri,
+            workspace_folders=[types.WorkspaceFolder(uri=root_uri, name="inventory")],
+            initialization_options={"delegation": {"agents": 2, "checkDebounceMs": 50}},
+        )
+    )
+    yield lsp_client, editor, workspace
+    await lsp_client.shutdown_session()

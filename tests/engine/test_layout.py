@@ -1,0 +1,77 @@
+"""The package layout and the dependency direction (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import delegation_machine.engine as engine_package
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_modules() -> list[str]:
+    prefix = engine_package.__name__ + "."
+    return [m.name for m in pkgutil.walk_packages(engine_package.__path__, prefix)]
+
+
+def test_importing_every_engine_module_loads_no_lsp_module() -> None:
+    modules = engine_modules()
+    assert "delegation_machine.engine.swarm" in modules
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n"
+        "        if 'vllm' not in str(exc) and 'torch' not in str(exc): raise\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pygls', 'lsprotocol')"
+        " or m.startswith('delegation_machine.server'))\n"
+        "print(json.dumps(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_engine_sources_never_import_the_server_or_lsp_libraries() -> None:
+    offenders = []
+    for path in (ROOT / "engine").rglob("*.py"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and any(
+                name in stripped for name in ("pygls", "lsprotocol", "delegation_machine.server")
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {stripped}")
+    assert offenders == []
+
+
+def test_wheel_installs_only_the_delegation_machine_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("delegation_machine-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"delegation_machine"}
+    assert "delegation_machine/engine/swarm.py" in names
+    assert "delegation_machine/server/handlers.py" in names
+    assert "delegation_machine/engine/py.typed" in names

@@ -1,0 +1,65 @@
+"""The command line: exit codes, usage errors, --help on every command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "delegation_machine.server"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_every_command_has_help() -> None:
+    top = run_cli("--help")
+    assert top.returncode == 0
+    commands = ["serve", "run", "demo"]
+    for command in commands:
+        assert command in top.stdout
+        result = run_cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run",),  # missing workspace and task
+        ("run", "/definitely/not/a/folder", "--task", "fix"),
+        ("run", ".", "--task", "fix", "--agents", "0"),
+        ("no-such-command",),
+        ("serve", "--tcp", "nonsense"),
+    ],
+)
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "error" in (result.stdout + result.stderr).lower()
+
+
+def test_run_exits_0_when_every_task_verified(tmp_path: Path) -> None:
+    workspace = tmp_path / "inventory"
+    shutil.copytree(ROOT / "samples" / "inventory", workspace)
+    result = run_cli("run", str(workspace), "--task", "format", "--agents", "2", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["tasks"]
+    assert all(task["state"] == "verified" for task in report["tasks"])
+    assert report["ledger_events"] > len(report["tasks"])
+
+
+def test_run_exits_1_when_a_task_cannot_be_done(tmp_path: Path) -> None:
+    workspace = tmp_path / "w"
+    workspace.mkdir()
+    (workspace / "a.py").write_text("x = 1\n")
+    result = run_cli("run", str(workspace), "--task", "rename missing_symbol other")
+    assert result.returncode == 1
+    assert "no symbol named" in result.stdout
