@@ -225,9 +225,12 @@ class Swarm:
         return RecoveryLadder()
 
     def _create_economy(self) -> Any:
-        from delegation_machine.engine.economy import Economy
+        from delegation_machine.engine.economy import Economy, economy_config_from
 
-        return Economy.open(self.root)
+        # A corrupt economy.json is set aside (renamed) rather than stopping the swarm.
+        return Economy.open(
+            self.root, config=economy_config_from(self.config.economy), set_aside_corrupt=True
+        )
 
     def _create_backend(self) -> Any:
         from delegation_machine.engine.inference.config import create_backend, load_backend_config
@@ -569,17 +572,17 @@ class Swarm:
         changed: Sequence[str],
         *,
         task_id: str | None,
-        level: str | None = None,
+        strict: bool = False,
     ) -> list[Verdict]:
-        key = (",".join(sorted(files)), _digest("\0".join(files[p] for p in sorted(files))))
+        """Checks of `files`; `strict` (quarantine) is the full level with warnings failing."""
+        level = "full" if strict else self.config.check_level
+        digest = _digest("\0".join(files[p] for p in sorted(files)))
+        key = (",".join(sorted(files)), f"{level}:{strict}:{digest}")
         cached = self._verdict_cache.get(key)
         if cached is not None and task_id is None:
             return cached
         verdicts = await self.checks.check(
-            files=dict(files),
-            changed=list(changed),
-            task_id=task_id,
-            level=level or self.config.check_level,
+            files=dict(files), changed=list(changed), task_id=task_id, level=level, strict=strict
         )
         if len(self._verdict_cache) > 512:
             self._verdict_cache.clear()
@@ -599,8 +602,11 @@ class Swarm:
         agent = self._create_agent(spec.kind, worker)
         record.agent = agent.agent_id
         self._set_state(record, TaskState.RUNNING)
+        strict = self.economy.is_quarantined(agent.agent_id)
         baseline_files = self._read_files(spec.paths)
-        baseline = await self._check(baseline_files, list(baseline_files), task_id=None)
+        baseline = await self._check(
+            baseline_files, list(baseline_files), task_id=None, strict=strict
+        )
         feedback: tuple[Verdict, ...] = ()
         while True:
             record.attempts += 1
@@ -609,7 +615,9 @@ class Swarm:
                 return False
             self._set_state(record, TaskState.CHECKING)
             files = self._read_files(sorted(touched | set(spec.paths)))
-            verdicts = await self._check(files, sorted(touched), task_id=spec.task_id)
+            verdicts = await self._check(
+                files, sorted(touched), task_id=spec.task_id, strict=strict
+            )
             failures = self._new_failures(verdicts, baseline, files)
             record.verdicts = list(verdicts)
             self._publish_diagnostics(files, verdicts)
@@ -638,7 +646,7 @@ class Swarm:
                 continue
             self._rollback(record)
             if action.kind == "restart":
-                agent = self._create_agent(spec.kind, worker, fresh=True)
+                agent = self._create_agent(spec.kind, worker, replacing=agent.agent_id)
                 record.agent = agent.agent_id
                 feedback = tuple(action.feedback)
                 continue
@@ -828,18 +836,29 @@ class Swarm:
         except Exception:
             log.exception("economy could not record %s", record.spec.task_id)
 
-    def _create_agent(self, kind: str, worker: WorkerSpec, *, fresh: bool = False) -> Agent:
+    def _create_agent(
+        self, kind: str, worker: WorkerSpec, *, replacing: str | None = None
+    ) -> Agent:
+        """The agent for `kind` on `worker`; a restart (`replacing`) takes, by reputation, the
+        agent of another worker, so a fresh agent really is another one."""
         from delegation_machine.engine.agents.builtin import create_builtin_agent
 
-        suffix = f"-{uuid.uuid4().hex[:4]}" if fresh else ""
+        family = f"builtin:{kind}" if kind in BUILTIN_KINDS else kind
+        agent_id = f"{family}@{worker.worker_id}"
+        if replacing is not None:
+            candidates = [f"{family}@{w.worker_id}" for w in self.workers]
+            others = [c for c in candidates if c != replacing] or [f"{replacing}/fresh"]
+            agent_id = self.economy.choose_agent(others)
         if kind in BUILTIN_KINDS:
-            agent_id = f"builtin:{kind}@{worker.worker_id}{suffix}"
             return create_builtin_agent(kind, agent_id, workspace_root=self.root)
         if kind == "llm" and self.backend is not None:
-            from delegation_machine.engine.agents.llm import LLMAgent
-
-            return LLMAgent(f"llm@{worker.worker_id}{suffix}", self.backend)
+            return self._create_llm_agent(agent_id)
         raise AgentFailure(f"no agent can run tasks of kind {kind!r}")
+
+    def _create_llm_agent(self, agent_id: str) -> Agent:
+        from delegation_machine.engine.agents.llm import LLMAgent
+
+        return LLMAgent(agent_id, self.backend)
 
     # --- task state --------------------------------------------------------------------------
 
@@ -883,6 +902,14 @@ class Swarm:
         message = "; ".join(messages) or f"{done}/{len(records)} tasks finished"
         plan.message = message
         agent = next((r.agent for r in records if r.state == TaskState.RUNNING), None)
+        # The ledger leads: an event is recorded before anyone is told about it.
+        finishing = state.finished and not plan.done.is_set()
+        if finishing:
+            self.ledger.record(
+                "plan.finished", task_id=plan.plan_id, state=state.value, message=message
+            )
+        elif changed:
+            self.ledger.record("plan.state", task_id=plan.plan_id, state=state.value)
         self._emit(
             TaskUpdate(
                 task_id=plan.plan_id,
@@ -895,13 +922,8 @@ class Swarm:
                 message=message,
             )
         )
-        if state.finished and not plan.done.is_set():
+        if finishing:
             plan.done.set()
-            self.ledger.record(
-                "plan.finished", task_id=plan.plan_id, state=state.value, message=message
-            )
-        elif changed:
-            self.ledger.record("plan.state", task_id=plan.plan_id, state=state.value)
 
     @staticmethod
     def _plan_state(plan: PlanRecord, records: Sequence[TaskRecord]) -> TaskState:

@@ -32,11 +32,11 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 def handle_serve(args: argparse.Namespace) -> int:
     # stdout carries the protocol: logs go to stderr or a file, never stdout.
+    destination = {"filename": args.log_file} if args.log_file else {"stream": sys.stderr}
     logging.basicConfig(
         level=getattr(logging, args.log_level),
-        filename=args.log_file,
-        stream=None if args.log_file else sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        **destination,  # type: ignore[arg-type]
     )
     from delegation_machine.server.handlers import create_server
 

@@ -19,7 +19,9 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pygls import uris
+from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "inventory"
@@ -183,17 +185,30 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
         await editor.notify_changed()
 
 
+def make_editor_client() -> LanguageClient:
+    """pytest-lsp's client with our editor behaviour in place of two of its defaults."""
+    client = LanguageClient(converter_factory=default_converter)
+    ours = (types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, types.WINDOW_SHOW_MESSAGE)
+    register_lsp_features(
+        client, {m: f for m, f in DEFAULT_CLIENT_FEATURES.items() if m not in ours}
+    )
+    client.editor = EditorState(client)  # type: ignore[attr-defined]
+    install_editor_handlers(client, client.editor)  # type: ignore[attr-defined]
+    return client
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return copy_sample(tmp_path)
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND), params=CLIENTS)
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=SERVER_COMMAND, client_factory=make_editor_client),
+    params=CLIENTS,
+)
 async def lsp(
     request: pytest.FixtureRequest, lsp_client: LanguageClient, workspace: Path
-) -> AsyncIterator[tuple[LanguageClient, EditorState, Path]]:
-    editor = EditorState(lsp_client)
-    install_editor_handlers(lsp_client, editor)
+) -> AsyncIterator[None]:
     root_uri = uris.from_fs_path(str(workspace))
     await lsp_client.initialize_session(
         types.InitializeParams(
@@ -203,5 +218,5 @@ async def lsp(
             initialization_options={"delegation": {"agents": 2, "checkDebounceMs": 50}},
         )
     )
-    yield lsp_client, editor, workspace
+    yield
     await lsp_client.shutdown_session()

@@ -29,8 +29,10 @@ def yaml_findings(editor: EditorState, uri: str) -> list[types.Diagnostic]:
     ]
 
 
-async def test_delegate_fix_from_a_code_action_lands_live_and_verified(lsp) -> None:
-    client, editor, workspace = lsp
+async def test_delegate_fix_from_a_code_action_lands_live_and_verified(
+    lsp, workspace: Path
+) -> None:
+    client, editor = lsp, lsp.editor
     path = find_seeded_file(workspace, "yaml.load(")
     uri = editor.open(path)
 
@@ -78,8 +80,8 @@ async def test_delegate_fix_from_a_code_action_lands_live_and_verified(lsp) -> N
     assert {"plan.submitted", "agent.result", "task.checked", "plan.finished"} <= kinds
 
 
-async def test_status_reports_tasks_and_agents(lsp) -> None:
-    client, _editor, workspace = lsp
+async def test_status_reports_tasks_and_agents(lsp, workspace: Path) -> None:
+    client = lsp
     status = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="delegation.status", arguments=[{}])
     )
@@ -87,8 +89,10 @@ async def test_status_reports_tasks_and_agents(lsp) -> None:
     assert "dispatcher" in status and "workers" in status["dispatcher"]
 
 
-async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(lsp) -> None:
-    client, _editor, workspace = lsp
+async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
+    lsp, workspace: Path
+) -> None:
+    client = lsp
     outside = uris.from_fs_path(str(workspace.parent / "elsewhere.py"))
     binary = workspace / "logo.bin"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
