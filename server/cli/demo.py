@@ -14,7 +14,7 @@ from typing import Any
 
 from delegation_machine.server.cli._swarm_runner import run_sync, run_tasks
 
-DEFAULT_TASKS = ("fix", "format", "rename parse_quantity parse_amount")
+DEFAULT_TASKS = ("fix", "format", "rename calc_total compute_order_total", "check")
 
 
 def default_sample() -> Path:

@@ -1,0 +1,117 @@
+"""FixAgent (kind "fix"): the bundled semgrep rules' autofixes, then ruff's safe fixes.
+
+Owns turning one snapshot of Python files into one Mutation per changed file. Invariants: it
+never writes the workspace (semgrep scans a private temporary copy, ruff reads stdin); every
+file it changes parses before and after (a file that does not parse is left alone, and a fix
+that would break a file is dropped; the notes say which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from delegation_machine.engine.agents.base import (
+    AgentResult,
+    AgentWork,
+    FileVersion,
+    TokenUsage,
+    edits_from_texts,
+)
+from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_safe_fixes
+from delegation_machine.engine.agents.builtin.semgrep_fixes import (
+    FixOutcome,
+    SemgrepResult,
+    apply_semgrep_fixes,
+)
+from delegation_machine.engine.agents.builtin.targets import python_targets, skipped_non_python
+from delegation_machine.engine.protocol import Mutation
+
+
+class FixAgent:
+    """Applies safe automatic fixes; leaves findings without a safe fix to the user."""
+
+    kind = "fix"
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        workspace_root: Path,
+        rule_paths: Sequence[Path] | None = None,
+        timeout_s: float = 180.0,
+    ) -> None:
+        self.agent_id = agent_id
+        self.workspace_root = workspace_root
+        self.rule_paths = list(rule_paths) if rule_paths is not None else None
+        self.timeout_s = timeout_s
+
+    async def run(self, work: AgentWork) -> AgentResult:
+        targets = python_targets(work)
+        notes = [f"skipped (not Python): {rel}" for rel in skipped_non_python(work)]
+        for rel in [rel for rel, version in targets.items() if not parses_as_python(version.text)]:
+            notes.append(f"{rel} is not valid Python, so it was left unchanged")
+            del targets[rel]
+        if not targets:
+            return AgentResult(notes="\n".join([*notes, "no Python files to fix"]))
+        outcome = await apply_semgrep_fixes(
+            {rel: version.text for rel, version in targets.items()},
+            rule_paths=self.rule_paths,
+            timeout_s=self.timeout_s,
+        )
+        mutations: list[Mutation] = []
+        for rel, version in targets.items():
+            mutation = await self._fix_file(work, rel, version, outcome, notes)
+            if mutation is not None:
+                mutations.append(mutation)
+        notes.extend(_unfixable_notes(outcome.unfixable))
+        usage = TokenUsage(tool_calls=outcome.scans + len(targets))
+        return AgentResult(tuple(mutations), usage, "\n".join(notes))
+
+    async def _fix_file(
+        self,
+        work: AgentWork,
+        rel: str,
+        version: FileVersion,
+        outcome: FixOutcome,
+        notes: list[str],
+    ) -> Mutation | None:
+        root = work.workspace_root or self.workspace_root
+        text = outcome.texts.get(rel, version.text)
+        applied = outcome.applied.get(rel, [])
+        if not parses_as_python(text):
+            notes.append(f"{rel}: semgrep fixes dropped, the result would not parse")
+            text, applied = version.text, []
+        fixed = await ruff_safe_fixes(text, rel, root, self.timeout_s)
+        if not parses_as_python(fixed):
+            notes.append(f"{rel}: ruff fixes dropped, the result would not parse")
+            fixed = text
+        edits = edits_from_texts(version.text, fixed)
+        if not edits:
+            return None
+        return Mutation(
+            task_id=work.task_id,
+            agent_id=self.agent_id,
+            path=rel,
+            base_version=version.version,
+            edits=edits,
+            description=_describe(applied, ruff_changed=fixed != text),
+        )
+
+
+def _describe(applied: list[str], *, ruff_changed: bool) -> str:
+    parts = []
+    if applied:
+        counts = {rule: applied.count(rule) for rule in sorted(set(applied))}
+        parts.append("semgrep autofix: " + ", ".join(f"{r} x{n}" for r, n in counts.items()))
+    if ruff_changed:
+        parts.append("ruff safe fixes")
+    return "; ".join(parts)
+
+
+def _unfixable_notes(unfixable: list[SemgrepResult]) -> list[str]:
+    if not unfixable:
+        return []
+    lines = [f"{len(unfixable)} finding(s) have no safe automatic fix:"]
+    lines += [f"  {r.path}:{r.line} {r.rule_id}" for r in unfixable]
+    return lines

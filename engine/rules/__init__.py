@@ -1,0 +1,31 @@
+"""The semgrep rules Delegation Machine ships with (`semgrep/*.yaml`, languages: python).
+
+Owns the rule files and the mapping from semgrep's reported `check_id` back to a stable rule
+id. Invariant: every bundled rule id starts with `dm-` and never changes once released, so
+diagnostics codes (`semgrep:<rule-id>`) and ledger entries stay comparable across versions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_RULE_PREFIX = "dm-"
+_RULES_DIRECTORY = Path(__file__).resolve().parent / "semgrep"
+
+
+def bundled_semgrep_rules() -> list[Path]:
+    """Absolute paths of the bundled rule files, sorted; pass each as `--config PATH`."""
+    return sorted(_RULES_DIRECTORY.glob("*.yaml"))
+
+
+def bundled_rules_directory() -> Path:
+    return _RULES_DIRECTORY
+
+
+def bundled_rule_id(check_id: str) -> str:
+    """The stable rule id inside semgrep's `check_id`.
+
+    semgrep prefixes a rule's id with the dotted path of its config file
+    (`engine.rules.semgrep.dm-weak-hash`); rule ids themselves contain no dots.
+    """
+    return check_id.rsplit(".", 1)[-1]

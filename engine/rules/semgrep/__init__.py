@@ -1,0 +1,1 @@
+"""Package marker: makes the bundled rule files (*.yaml) package data that ships in wheels."""

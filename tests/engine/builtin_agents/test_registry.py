@@ -1,0 +1,102 @@
+"""The built-in agent registry and the instruction grammar the swarm routes with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delegation_machine.engine.agents.base import Agent
+from delegation_machine.engine.agents.builtin import (
+    CheckAgent,
+    FixAgent,
+    FormatAgent,
+    RenameAgent,
+    UnknownAgentKind,
+    builtin_agent_kinds,
+    create_builtin_agent,
+    parse_builtin_instruction,
+)
+
+from .support import make_work
+
+
+def test_every_kind_is_registered_and_builds_an_agent(tmp_path: Path) -> None:
+    kinds = builtin_agent_kinds()
+    assert kinds == {
+        "fix": FixAgent,
+        "format": FormatAgent,
+        "rename": RenameAgent,
+        "check": CheckAgent,
+    }
+    for number, kind in enumerate(sorted(kinds), start=1):
+        agent = create_builtin_agent(kind, f"builtin:{kind}-{number}", workspace_root=tmp_path)
+        assert isinstance(agent, Agent)
+        assert (agent.kind, agent.agent_id) == (kind, f"builtin:{kind}-{number}")
+    kinds.clear()
+    assert "fix" in builtin_agent_kinds(), "callers get a copy"
+
+
+def test_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(
+        UnknownAgentKind, match=r"'llm'; built-in kinds: check, fix, format, rename"
+    ):
+        create_builtin_agent("llm", "x", workspace_root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("fix", ("fix", {})),
+        ("FIX", ("fix", {})),
+        ("Delegate: fix security findings", ("fix", {})),
+        ("fix all the lint warnings in this file", ("fix", {})),
+        ("autofix", ("fix", {})),
+        ("format", ("format", {})),
+        ("Delegate: Format this file", ("format", {})),
+        ("reformat the selection", ("format", {})),
+        ("check", ("check", {})),
+        ("run checks", ("check", {})),
+        ("Delegate: check security", ("check", {})),
+        ("rename foo bar", ("rename", {"old": "foo", "new": "bar"})),
+        ("rename foo to bar", ("rename", {"old": "foo", "new": "bar"})),
+        (
+            "Delegate: Rename calc_total to compute_order_total",
+            ("rename", {"old": "calc_total", "new": "compute_order_total"}),
+        ),
+        (
+            "rename the function `calc_total` to `OrderTotal`.",
+            ("rename", {"old": "calc_total", "new": "OrderTotal"}),
+        ),
+        ("rename foo -> bar", ("rename", {"old": "foo", "new": "bar"})),
+        # Invalid names still parse, so the agent can say what is wrong with them.
+        ("rename foo to 1bar", ("rename", {"old": "foo", "new": "1bar"})),
+        # Work a tool cannot do goes to a model.
+        ("fix the rounding bug in pricing", None),
+        ("format the report as a table", None),
+        ("rename foo", None),
+        ("rename foo to bar in pricing.py", None),
+        ("add a cache to the supplier client", None),
+        ("", None),
+        ("Delegate:", None),
+    ],
+)
+def test_parse_builtin_instruction(text: str, parsed: tuple[str, dict[str, Any]] | None) -> None:
+    assert parse_builtin_instruction(text) == parsed
+
+
+async def test_check_agent_reports_findings_and_changes_nothing(sample_copy: Path) -> None:
+    work = make_work(sample_copy, ["inventory/auth.py", "inventory/cache.py"], kind="check")
+    result = await CheckAgent("builtin:check-1", workspace_root=sample_copy).run(work)
+    assert result.mutations == ()
+    lines = result.notes.splitlines()
+    assert lines[0] == "4 finding(s) in 2 file(s)"
+    assert [line.split(":", 2)[:2] for line in lines[1:]] == [
+        ["inventory/auth.py", "15 dm-insecure-random-secret"],
+        ["inventory/auth.py", "19 dm-insecure-random-secret"],
+        ["inventory/auth.py", "24 dm-weak-hash"],
+        ["inventory/cache.py", "31 dm-pickle-loads"],
+    ]
+    assert lines[1].endswith("(autofix available: run `fix`)")
+    assert not lines[4].endswith("(autofix available: run `fix`)")
