@@ -1,0 +1,258 @@
+"""The LLM agent loop: prompt at a shared prefix, validated actions, tools, SSA-pruned trace.
+
+Owns `LLMAgent`, which implements the Agent protocol. Each turn sends the shared prefix
+(constitution + tool reference, repo map at version V, decision records), then the task's delta,
+then the reasoning trace pruned to the steps still live; the reply is decoded by the Validation
+Gate into one `AgentAction`, which the toolbox executes. Invariants: the agent returns only
+Mutations against its snapshot; it stops at `finish`, at `max_turns`, or at the task's token cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
+
+import msgspec
+
+from delegation_machine.engine.a2a import validate_package
+from delegation_machine.engine.agents.base import AgentFailure, AgentResult, AgentWork, TokenUsage
+from delegation_machine.engine.agents.llm_tools import (
+    AgentAction,
+    AgentToolbox,
+    Checker,
+    Finish,
+    ProposeEdit,
+    action_schema,
+    check_runner_checker,
+    fallback_repo_map,
+    tool_reference,
+)
+from delegation_machine.engine.inference.accounting import BudgetExceeded
+from delegation_machine.engine.inference.backend import Backend, BackendError, ChatRequest
+from delegation_machine.engine.inference.gate import GateFailure, complete_validated
+from delegation_machine.engine.inference.layout import (
+    CONSTITUTION,
+    PrefixCatalog,
+    SharedPrefix,
+    naive_layout,
+    shared_layout,
+)
+from delegation_machine.engine.inference.session import InferenceSession
+from delegation_machine.engine.plan.ssa import ReasoningTrace
+from delegation_machine.engine.protocol import Verdict
+
+FOCUS_CONTEXT_LINES = 40
+
+
+class ValidationGateFailure(AgentFailure):
+    """The model never produced a valid action; `verdict` is the failure verdict to show."""
+
+    def __init__(self, failure: GateFailure) -> None:
+        super().__init__(str(failure))
+        self.verdict: Verdict = failure.verdict
+
+
+class TurnTiming(msgspec.Struct, frozen=True):
+    model_s: float  # awaiting the backend (HTTP and the model)
+    loop_s: float  # everything else: layout, accounting, validation, tools, pruning
+
+
+class RunStats(msgspec.Struct, frozen=True):
+    turns: tuple[TurnTiming, ...]
+    pruned_steps: int
+    validation_retries: int
+
+
+def constitution() -> str:
+    return CONSTITUTION + "\n" + tool_reference() + "\n"
+
+
+def render_delta(work: AgentWork) -> str:
+    """The task's own part of the prompt: instruction, focus region, arguments, feedback."""
+    manifest, request = work.package.manifest, work.request
+    parts = [
+        f"# Task {work.task_id} ({manifest.kind})",
+        manifest.instruction or request.instruction,
+    ]
+    if work.arguments:
+        parts.append("Arguments: " + msgspec.json.encode(dict(work.arguments)).decode())
+    if request.path and request.path in work.files:
+        parts.append(_focus_region(request.path, work.files[request.path].text, request))
+    others = sorted(p for p in work.files if p != request.path)
+    if others:
+        parts.append("Other files in this task: " + ", ".join(others))
+    if work.feedback:
+        lines = ["Checks failed on the previous attempt; fix these:"]
+        for verdict in work.feedback:
+            lines.append(f"- {verdict.check}: {verdict.reason}")
+            lines.extend(
+                f"  {f.path}:{f.span.start.line + 1} {f.code}: {f.message}"
+                for f in verdict.findings
+            )
+        parts.append("\n".join(lines))
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _focus_region(path: str, text: str, request: Any) -> str:
+    lines = text.splitlines()
+    if request.span is not None:
+        first = max(0, request.span.start.line - FOCUS_CONTEXT_LINES)
+        last = min(len(lines), request.span.end.line + FOCUS_CONTEXT_LINES + 1)
+        selected = f" (selection: lines {request.span.start.line + 1}-{request.span.end.line + 1})"
+    else:
+        first, last, selected = 0, min(len(lines), 2 * FOCUS_CONTEXT_LINES), ""
+    body = "\n".join(f"{n + 1:>5}  {lines[n]}" for n in range(first, last))
+    return f"## {path}{selected}\n{body}"
+
+
+class LLMAgent:
+    """An agent whose decisions come from a model through the Validation Gate."""
+
+    kind = "llm"
+
+    def __init__(
+        self,
+        agent_id: str,
+        backend: Backend | InferenceSession,
+        *,
+        budget: int | None = None,
+        checker: Checker | Literal["auto"] | None = "auto",
+        repo_map: Callable[[AgentWork], str] | None = None,
+        decision_records: Callable[[AgentWork], Sequence[str]] | None = None,
+        prefixes: PrefixCatalog | None = None,
+        max_turns: int = 12,
+        max_validation_retries: int = 2,
+        max_output_tokens: int = 1024,
+        trace_window: int = 3,
+        layout: Literal["shared", "naive"] = "shared",
+    ) -> None:
+        self.agent_id = agent_id
+        self.session = (
+            backend if isinstance(backend, InferenceSession) else InferenceSession(backend)
+        )
+        self.budget = budget
+        self.checker = checker
+        self.repo_map = repo_map or fallback_repo_map
+        self.decision_records = decision_records or (
+            lambda work: work.package.environment.decision_records
+        )
+        self.prefixes = prefixes or PrefixCatalog()
+        self.max_turns = max_turns
+        self.max_validation_retries = max_validation_retries
+        self.max_output_tokens = max_output_tokens
+        self.trace_window = trace_window
+        self.layout = layout
+        self.last_stats: RunStats | None = None
+
+    def prefix_for(self, work: AgentWork) -> SharedPrefix:
+        return self.prefixes.prefix_for(
+            work.package.environment.workspace_version,
+            constitution=constitution(),
+            repo_map=lambda: self.repo_map(work),
+            decision_records=lambda: self.decision_records(work),
+            workspace=str(work.workspace_root),
+        )
+
+    async def run(self, work: AgentWork) -> AgentResult:
+        validate_package(work.package, stage="agent")
+        if self.budget is not None:
+            self.session.ledger.set_budget(work.task_id, self.budget)
+        checker = self.checker
+        if checker == "auto":
+            checker = check_runner_checker(work.workspace_root, work.task_id)
+        toolbox = AgentToolbox(work, checker=checker)
+        try:
+            return await self._loop(work, toolbox)
+        except BudgetExceeded as exc:
+            raise AgentFailure(str(exc)) from None
+        except GateFailure as exc:
+            raise ValidationGateFailure(exc) from None
+        except BackendError as exc:
+            raise AgentFailure(f"agent {self.agent_id}: {exc}") from None
+
+    async def _loop(self, work: AgentWork, toolbox: AgentToolbox) -> AgentResult:
+        prefix, delta = self.prefix_for(work), render_delta(work)
+        trace = ReasoningTrace()
+        edit_steps: list[int] = []
+        usage = TokenUsage()
+        timings: list[TurnTiming] = []
+        pruned = retries = 0
+        schema = action_schema()
+        for _ in range(self.max_turns):
+            turn_start = time.perf_counter()
+            roots = trace.default_roots(window=self.trace_window, pinned=edit_steps)
+            live = trace.pruned(roots)
+            pruned += len(trace) - len(live)
+            request = ChatRequest(
+                messages=self._messages(prefix, delta, live, work),
+                max_tokens=self.max_output_tokens,
+                task_id=work.task_id,
+                agent_id=self.agent_id,
+            )
+            backend_before = self.session.backend_time_for(work.task_id, self.agent_id)
+            validated = await complete_validated(
+                self.session,
+                request,
+                cast(Any, AgentAction),
+                what="action",
+                max_retries=self.max_validation_retries,
+                schema=schema,
+            )
+            model_s = self.session.backend_time_for(work.task_id, self.agent_id) - backend_before
+            retries += validated.attempts - 1
+            usage = usage + TokenUsage(
+                validated.usage.prompt_tokens,
+                validated.usage.cached_tokens,
+                validated.usage.output_tokens,
+            )
+            action = validated.value
+            if isinstance(action, Finish):
+                timings.append(TurnTiming(model_s, time.perf_counter() - turn_start - model_s))
+                self.last_stats = RunStats(tuple(timings), pruned, retries)
+                return AgentResult(
+                    mutations=toolbox.mutations(work.task_id, self.agent_id),
+                    usage=usage + TokenUsage(tool_calls=toolbox.tool_calls),
+                    notes=action.summary,
+                )
+            observation = await toolbox.execute(action)
+            step = trace.add(
+                action.__struct_config__.tag or "action",
+                _describe(action),
+                uses=[u for u in action.uses if u in trace],
+                value=observation,
+            )
+            if isinstance(action, ProposeEdit) and observation.startswith("ok"):
+                edit_steps.append(step)
+            timings.append(TurnTiming(model_s, time.perf_counter() - turn_start - model_s))
+        self.last_stats = RunStats(tuple(timings), pruned, retries)
+        raise AgentFailure(
+            f"agent {self.agent_id} did not finish task {work.task_id} within {self.max_turns} "
+            "turns (inference.max_turns); its proposed edits were not applied"
+        )
+
+    def _messages(
+        self, prefix: SharedPrefix, delta: str, live: ReasoningTrace, work: AgentWork
+    ) -> Any:
+        trace_text = None
+        if len(live):
+            trace_text = (
+                "# Trace so far (steps nothing uses were pruned)\n"
+                + live.render()
+                + "\n\nReply with the next action as one JSON object."
+            )
+        if self.layout == "naive":
+            return naive_layout(prefix, delta, self.agent_id, trace_text)
+        return shared_layout(prefix, delta, trace_text)
+
+
+def _describe(action: Any) -> str:
+    fields = {
+        name: getattr(action, name)
+        for name in action.__struct_fields__
+        if name not in ("thought", "uses") and getattr(action, name) not in (None, "", ())
+    }
+    if isinstance(action, ProposeEdit):
+        fields = {"path": action.path, "description": action.description}
+    text = msgspec.json.encode(fields).decode()
+    return f"{text}  # {action.thought}" if action.thought else text

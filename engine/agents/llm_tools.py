@@ -1,0 +1,382 @@
+"""The LLM agent's tools and the action schema the model must answer in.
+
+Owns the `AgentAction` tagged union (read_symbol, read_file, search_symbols, propose_edit,
+run_checks, finish), its JSON schema for guided decoding, and `AgentToolbox`, which executes
+actions against the agent's snapshot. Invariants: tools read only the snapshot given in
+`AgentWork` (or `work.read_file`), edits go to private working copies and leave the toolbox only
+as Mutations against the snapshot's versions; no tool writes a file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Union
+
+import msgspec
+
+from delegation_machine.engine.agents.base import AgentWork, FileVersion, edits_from_texts
+from delegation_machine.engine.protocol import Mutation, Verdict
+
+MAX_OBSERVATION_CHARS = 6000
+
+
+class _Action(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="tool", forbid_unknown_fields=True
+):
+    thought: str = ""
+    uses: tuple[int, ...] = ()  # SSA: numbers of earlier steps this action relies on
+
+
+class ReadSymbol(_Action, tag="read_symbol", frozen=True):
+    """Read the definition(s) of a symbol (function, class, variable) by name."""
+
+    name: str
+
+
+class ReadFile(_Action, tag="read_file", frozen=True):
+    """Read lines [start_line, end_line] (1-based, inclusive) of a workspace file."""
+
+    path: str
+    start_line: int = 1
+    end_line: int | None = None
+
+
+class SearchSymbols(_Action, tag="search_symbols", frozen=True):
+    """List symbols whose names contain `query` (case-insensitive), with where they are defined."""
+
+    query: str
+    limit: int = 20
+
+
+class ProposeEdit(_Action, tag="propose_edit", frozen=True):
+    """Replace the exact text `old` (must occur once) with `new` in `path`.
+
+    An empty `old` on a file that does not exist creates it with `new`.
+    """
+
+    path: str
+    old: str
+    new: str
+    description: str = ""
+
+
+class RunChecks(_Action, tag="run_checks", frozen=True):
+    """Run the quick checks (syntax, semgrep) on the files edited so far."""
+
+
+class Finish(_Action, tag="finish", frozen=True):
+    """The task is done (or cannot be done): say what was changed and why."""
+
+    summary: str
+
+
+AgentAction = Union[ReadSymbol, ReadFile, SearchSymbols, ProposeEdit, RunChecks, Finish]  # noqa: UP007
+ACTION_TYPES: tuple[type[_Action], ...] = (
+    ReadSymbol,
+    ReadFile,
+    SearchSymbols,
+    ProposeEdit,
+    RunChecks,
+    Finish,
+)
+
+
+def action_schema() -> dict[str, Any]:
+    return msgspec.json.schema(AgentAction)  # type: ignore[arg-type]
+
+
+def tool_reference() -> str:
+    """The tool list for the constitution: identical for every agent (part of the prefix)."""
+    lines = ["Actions (reply with one JSON object; the `tool` field picks the action):"]
+    for action in ACTION_TYPES:
+        tag = action.__struct_config__.tag
+        fields = [f for f in action.__struct_fields__ if f not in ("thought", "uses")]
+        doc = " ".join((action.__doc__ or "").split())
+        shape = ", ".join([f'"tool": "{tag}"', *(f'"{f}": ...' for f in fields)])
+        lines.append(f"- {{{shape}}}: {doc}")
+    lines.append(
+        'Every action may carry "thought" (one sentence) and "uses": the numbers of earlier '
+        "trace steps (%N) it relies on. Steps nothing uses are dropped from later prompts."
+    )
+    return "\n".join(lines)
+
+
+Checker = Callable[[Mapping[str, str], Sequence[str]], Awaitable[list[Verdict]]]
+
+
+def check_runner_checker(root: Any, task_id: str | None = None) -> Checker | None:
+    """Wrap engine.supervise.checks.CheckRunner if it is installed in this build."""
+    try:
+        checks = importlib.import_module("delegation_machine.engine.supervise.checks")
+    except ImportError:
+        return None
+    runner = checks.CheckRunner(root)
+
+    async def run(files: Mapping[str, str], changed: Sequence[str]) -> list[Verdict]:
+        result: list[Verdict] = await runner.check(
+            files=dict(files), changed=list(changed), task_id=task_id, level="quick"
+        )
+        return result
+
+    return run
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_OBSERVATION_CHARS:
+        return text
+    return text[:MAX_OBSERVATION_CHARS] + f"\n… ({len(text) - MAX_OBSERVATION_CHARS} chars cut)"
+
+
+def _numbered(text: str, start_line: int, end_line: int | None) -> str:
+    lines = text.splitlines()
+    first = max(1, start_line)
+    last = min(len(lines), end_line if end_line is not None else len(lines))
+    return "\n".join(f"{n:>5}  {lines[n - 1]}" for n in range(first, last + 1))
+
+
+class AgentToolbox:
+    """Executes actions for one agent run; owns that run's working copies."""
+
+    def __init__(self, work: AgentWork, *, checker: Checker | None = None) -> None:
+        self.work = work
+        self.checker = checker
+        self._base: dict[str, FileVersion] = dict(work.files)
+        self._working: dict[str, str] = {}
+        self._descriptions: dict[str, list[str]] = {}
+        self.tool_calls = 0
+        self.last_verdicts: list[Verdict] = []
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def base_file(self, path: str) -> FileVersion | None:
+        found = self._base.get(path)
+        if found is None and self.work.read_file is not None:
+            try:
+                found = self.work.read_file(path)
+            except Exception:  # the reader raises its own typed errors; treat as absent
+                return None
+            if found is not None:
+                self._base[path] = found
+        return found
+
+    def current_text(self, path: str) -> str | None:
+        if path in self._working:
+            return self._working[path]
+        base = self.base_file(path)
+        return base.text if base else None
+
+    async def execute(self, action: _Action) -> str:
+        self.tool_calls += 1
+        if isinstance(action, ReadSymbol):
+            return _clip(self.read_symbol(action.name))
+        if isinstance(action, ReadFile):
+            return _clip(self.read_file(action.path, action.start_line, action.end_line))
+        if isinstance(action, SearchSymbols):
+            return _clip(self.search_symbols(action.query, action.limit))
+        if isinstance(action, ProposeEdit):
+            return self.propose_edit(action.path, action.old, action.new, action.description)
+        if isinstance(action, RunChecks):
+            return _clip(await self.run_checks())
+        return ""
+
+    def read_file(self, path: str, start_line: int = 1, end_line: int | None = None) -> str:
+        text = self.current_text(path)
+        if text is None:
+            return f"error: no file {path!r} in this task's snapshot"
+        region = _funnel_region(path, text, start_line, end_line, self.work)
+        return region if region is not None else _numbered(text, start_line, end_line)
+
+    def read_symbol(self, name: str) -> str:
+        index = self.work.index
+        if index is None:
+            return self._grep_definitions(name)
+        definitions = index.definitions(name)
+        if not definitions:
+            return f"no definition of {name!r} found (try search_symbols)"
+        parts = []
+        for occurrence in definitions[:5]:
+            text = self.current_text(occurrence.path)
+            if text is None:
+                continue
+            start, end = _definition_lines(index, occurrence, text)
+            parts.append(f"{occurrence.path}:{start}-{end}\n{_numbered(text, start, end)}")
+        return "\n\n".join(parts) or f"definition of {name!r} is in a file this task cannot read"
+
+    def _grep_definitions(self, name: str) -> str:
+        hits = []
+        for path, version in self._base.items():
+            for number, line in enumerate(version.text.splitlines(), start=1):
+                stripped = line.lstrip()
+                if stripped.startswith((f"def {name}(", f"class {name}", f"async def {name}(")):
+                    hits.append(f"{path}:{number}: {stripped}")
+        return "\n".join(hits) or f"no definition of {name!r} found"
+
+    def search_symbols(self, query: str, limit: int = 20) -> str:
+        index = self.work.index
+        if index is None:
+            return "no symbol index is available in this run; use read_file"
+        needle = query.lower()
+        rows = []
+        for name in sorted(n for n in index.names() if needle in n.lower()):
+            for occurrence in index.definitions(name)[:3]:
+                kind = occurrence.symbol_kind or "symbol"
+                rows.append(f"{name} ({kind}) {occurrence.path}:{occurrence.span.start.line + 1}")
+            if len(rows) >= limit:
+                break
+        return "\n".join(rows[:limit]) or f"no symbol matches {query!r}"
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def propose_edit(self, path: str, old: str, new: str, description: str = "") -> str:
+        if path.startswith("/") or ".." in path.split("/") or "\\" in path:
+            return f"error: {path!r} is not a workspace-relative path"
+        text = self.current_text(path)
+        if text is None:
+            if old:
+                return f"error: no file {path!r}; to create it, give an empty `old`"
+            updated = new
+        else:
+            count = text.count(old) if old else 0
+            if count != 1:
+                where = "does not occur" if count == 0 else f"occurs {count} times"
+                return f"error: `old` {where} in {path}; quote a unique exact excerpt"
+            updated = text.replace(old, new, 1)
+        self._working[path] = updated
+        self._descriptions.setdefault(path, []).append(description or "edit")
+        return f"ok: {path} edited ({len(old)} chars replaced by {len(new)})"
+
+    async def run_checks(self) -> str:
+        changed = sorted(self._working)
+        if not changed:
+            return "nothing edited yet"
+        if self.checker is None:
+            return (
+                "checks are not available in this run; the supervisor will check after you finish"
+            )
+        files = {p: self.current_text(p) or "" for p in changed}
+        self.last_verdicts = await self.checker(files, changed)
+        lines = []
+        for verdict in self.last_verdicts:
+            lines.append(f"{verdict.check}: {verdict.kind} {verdict.reason}".rstrip())
+            for finding in verdict.findings[:10]:
+                line = finding.span.start.line + 1
+                lines.append(f"  {finding.path}:{line} {finding.code}: {finding.message}")
+        return "\n".join(lines) or "no checks ran"
+
+    def mutations(self, task_id: str, agent_id: str) -> tuple[Mutation, ...]:
+        result = []
+        for path in sorted(self._working):
+            base = self.base_file(path)
+            before, version = (base.text, base.version) if base else ("", 0)
+            edits = edits_from_texts(before, self._working[path])
+            if edits:
+                description = "; ".join(self._descriptions.get(path, []))
+                result.append(Mutation(task_id, agent_id, path, version, edits, description))
+        return tuple(result)
+
+
+def _definition_lines(index: Any, occurrence: Any, text: str) -> tuple[int, int]:
+    """1-based lines of the scope a definition opens, or a few lines around it."""
+    line = occurrence.span.start.line + 1
+    try:
+        scopes = index.scopes(occurrence.path)
+    except Exception:  # an index without scopes for this file: fall back to a window
+        scopes = []
+    data = text.encode("utf-8")
+    name_byte = len(text[: occurrence.start].encode("utf-8"))
+    for scope in scopes:
+        if scope.name_start_byte == name_byte:
+            start = data[: scope.start_byte].count(b"\n") + 1
+            end = data[: scope.end_byte].count(b"\n") + 1
+            return start, end
+    return line, min(len(text.splitlines()), line + 20)
+
+
+FUNNEL_ABOVE_LINES = 200
+FUNNEL_TOKEN_BUDGET = 2000
+
+
+def _funnel_region(
+    path: str, text: str, start_line: int, end_line: int | None, work: AgentWork
+) -> str | None:
+    """A whole large file read through the context funnel (goal-hint pruning), if present.
+
+    Explicit line ranges are always read exactly; so are small files.
+    """
+    if end_line is not None or start_line > 1 or text.count("\n") < FUNNEL_ABOVE_LINES:
+        return None
+    try:
+        funnel_module = importlib.import_module("delegation_machine.engine.memory.funnel")
+    except ImportError:
+        return None
+    goal = work.package.goal
+    hint = " ".join([goal.text, *goal.symbols, work.package.manifest.instruction])
+    try:
+        result = funnel_module.funnel(text, hint, path=path, token_budget=FUNNEL_TOKEN_BUDGET)
+    except Exception:  # no grammar for this file, or a funnel fault: read it plainly
+        return None
+    return (
+        f"(context funnel: {result.omitted_lines} of {result.total_lines} lines omitted; "
+        f"read_file with start_line/end_line shows any region exactly)\n{result.text}"
+    )
+
+
+def workspace_repo_map(
+    index: Any = None, workspace_files: Sequence[str] | None = None, max_lines: int = 400
+) -> str:
+    """A deterministic outline of the definitions per file: the repo map of the shared prefix.
+
+    The planner and every agent call this with the same index at one workspace version, so
+    they render the same bytes.
+    """
+    ranked = _ranked_repo_map(index)
+    if ranked is not None:
+        return ranked
+    lines: list[str] = []
+    if index is not None:
+        for path in sorted(index.files()):
+            defs = [
+                o
+                for o in index.file_occurrences(path)
+                if o.kind == "definition" and o.symbol_kind in ("function", "class", "method")
+            ]
+            lines.append(path)
+            lines.extend(
+                f"  {o.symbol_kind} {o.container + '.' if o.container else ''}{o.name} "
+                f"(line {o.span.start.line + 1})"
+                for o in defs
+            )
+    elif workspace_files is not None:
+        lines.extend(sorted(workspace_files))
+    else:
+        # Never fall back to the task's own files: the map is part of the shared prefix.
+        lines.append("(no repository map in this run)")
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"… {len(lines) - max_lines} more lines"]
+    return "\n".join(lines)
+
+
+REPO_MAP_TOKEN_BUDGET = 4096
+
+
+def _ranked_repo_map(index: Any) -> str | None:
+    """engine.memory.repomap's PageRank map with no focus (identical for every task), if present."""
+    if index is None:
+        return None
+    try:
+        repomap = importlib.import_module("delegation_machine.engine.memory.repomap")
+        graph_module = importlib.import_module("delegation_machine.engine.memory.graph")
+        built = repomap.build_repo_map(
+            graph_module.RepoGraph(index), focus=(), token_budget=REPO_MAP_TOKEN_BUDGET
+        )
+    except Exception:  # module absent or failing: the plain outline below still works
+        return None
+    text = built.text
+    return text if isinstance(text, str) and text else None
+
+
+def fallback_repo_map(work: AgentWork) -> str:
+    """The repo map for an agent run: from its index, else the workspace file list."""
+    listing = work.list_workspace_files() if work.list_workspace_files is not None else None
+    return workspace_repo_map(work.index, listing)
