@@ -55,14 +55,14 @@ def encode_json(obj: Any) -> bytes:
 # --- positions and edits -------------------------------------------------------------------
 
 
-class Point(msgspec.Struct, frozen=True):
+class Point(msgspec.Struct, frozen=True, gc=False):
     """A position: 0-based line and 0-based column counted in code points."""
 
     line: int
     column: int
 
 
-class Span(msgspec.Struct, frozen=True):
+class Span(msgspec.Struct, frozen=True, gc=False):
     """A half-open region of one file, start inclusive, end exclusive."""
 
     start: Point

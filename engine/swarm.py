@@ -10,7 +10,6 @@ snapshots. Public surface: `start`, `stop`, `submit`, `cancel`, `accept`, `rejec
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
@@ -53,10 +52,13 @@ from delegation_machine.engine.protocol import (
 )
 from delegation_machine.engine.ring import RingBuffer
 from delegation_machine.engine.schedule.dispatch import Dispatcher, WorkerSpec
+from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES
+from delegation_machine.engine.verdict_cache import VerdictCache
 
 log = logging.getLogger(__name__)
 
 EDIT_PLAN = "edit"  # plan id of the check/index tasks that user edits publish
+SUPERVISOR = "builtin:supervisor"  # the deterministic checkers, as a peer of the agents
 
 
 class DelegationError(Exception):
@@ -97,6 +99,7 @@ class TaskRecord:
     usage: TokenUsage = field(default_factory=TokenUsage)
     attempts: int = 0
     kept: list[Mutation] = field(default_factory=list)  # mutations of the current attempt
+    baseline_texts: dict[str, str] = field(default_factory=dict)  # files before the task
     started: float | None = None
     finished: float | None = None
     message: str = ""
@@ -144,10 +147,6 @@ class SwarmStatus(msgspec.Struct, frozen=True):
     ledger_seq: int = 0
 
 
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
-
-
 def _finding_key(finding: Finding, text: str) -> tuple[str, str, str]:
     """Identity of a finding that survives unrelated edits: its code and the line's content."""
     lines = text.splitlines()
@@ -180,7 +179,7 @@ class Swarm:
             self.root, max_file_bytes=self.config.max_file_bytes, record=self.ledger.append
         )
         self.index = SymbolIndex(self.root)
-        self.checks = CheckRunner(self.root, rule_paths=self._rule_paths())
+        self.checks = CheckRunner(self.root, rule_paths=self._rule_paths(), warm_semgrep=True)
         self.ring: RingBuffer[TaskSpec] = RingBuffer(capacity=1024, producer="multi")
         self.workers = [
             WorkerSpec(worker_id=f"worker-{n}", kind="builtin")
@@ -200,7 +199,7 @@ class Swarm:
         self._running_agents: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._pending_checks: dict[str, asyncio.TimerHandle] = {}
-        self._verdict_cache: dict[tuple[str, str], list[Verdict]] = {}
+        self._quick_checks = VerdictCache(self._run_quick_checks)
         self._index_ready = asyncio.Event()
         self._dispatcher_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -277,6 +276,7 @@ class Swarm:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.checks.aclose()
         self.state.flush_all()
         self.ledger.record("swarm.stopped")
         self.ledger.close()
@@ -426,6 +426,8 @@ class Swarm:
             tasks=[msgspec.to_builtins(s) for s in specs],
         )
         self._notify_plan(plan)
+        if self.config.check_level == "quick":  # baselines for every task from one batched run
+            self._quick_checks.prefetch(self._read_files({p for s in specs for p in s.paths}))
         await self.ring.publish_batch(specs)
         return plan_id
 
@@ -517,6 +519,8 @@ class Swarm:
             return self._run_index_task(spec)
         if spec.kind == "check" and spec.plan_id == EDIT_PLAN:
             return await self._run_edit_check(spec)
+        if spec.kind == "check":
+            return await self._run_delegated_check(spec)
         record = self._tasks.get(spec.task_id)
         if record is None or record.state.finished:
             return False
@@ -557,6 +561,33 @@ class Swarm:
         )
         return True
 
+    async def _run_delegated_check(self, spec: TaskSpec) -> bool:
+        """A delegated `check` is the supervisors' own work: run them, report what they find."""
+        record = self._tasks.get(spec.task_id)
+        if record is None or record.state.finished:
+            return False
+        record.started = time.monotonic()
+        record.agent = SUPERVISOR
+        self._set_state(record, TaskState.CHECKING)
+        files = self._read_files(spec.paths)
+        verdicts = await self._check(files, list(files), task_id=spec.task_id)
+        record.verdicts = list(verdicts)
+        self._publish_diagnostics(files, verdicts)
+        self.ledger.record(
+            "task.checked",
+            task_id=spec.task_id,
+            agent_id=SUPERVISOR,
+            verdicts=[self._verdict_summary(v) for v in verdicts],
+        )
+        unavailable = [v for v in verdicts if v.kind == "error"]
+        if unavailable:
+            reasons = "; ".join(f"{v.check}: {v.reason}" for v in unavailable)
+            self._finish(record, TaskState.FAILED, f"a check could not run: {reasons}")
+            return False
+        found = sum(len(v.findings) for v in verdicts)
+        self._finish(record, TaskState.VERIFIED, f"{found} finding(s) in {len(files)} file(s)")
+        return True
+
     def _read_files(self, paths: Iterable[str]) -> dict[str, str]:
         files = {}
         for rel in paths:
@@ -574,20 +605,19 @@ class Swarm:
         task_id: str | None,
         strict: bool = False,
     ) -> list[Verdict]:
-        """Checks of `files`; `strict` (quarantine) is the full level with warnings failing."""
+        """Checks of `files`; `strict` (quarantine) is the full level with warnings failing.
+
+        The quick level goes through the per-file cache; the full level always runs.
+        """
         level = "full" if strict else self.config.check_level
-        digest = _digest("\0".join(files[p] for p in sorted(files)))
-        key = (",".join(sorted(files)), f"{level}:{strict}:{digest}")
-        cached = self._verdict_cache.get(key)
-        if cached is not None and task_id is None:
-            return cached
-        verdicts = await self.checks.check(
+        if level == "quick":
+            return await self._quick_checks.check(files, task_id)
+        return await self.checks.check(
             files=dict(files), changed=list(changed), task_id=task_id, level=level, strict=strict
         )
-        if len(self._verdict_cache) > 512:
-            self._verdict_cache.clear()
-        self._verdict_cache[key] = verdicts
-        return verdicts
+
+    async def _run_quick_checks(self, files: dict[str, str], changed: list[str]) -> list[Verdict]:
+        return await self.checks.check(files=files, changed=changed, level="quick")
 
     def _publish_diagnostics(self, files: Mapping[str, str], verdicts: Sequence[Verdict]) -> None:
         for verdict in verdicts:
@@ -602,11 +632,17 @@ class Swarm:
         agent = self._create_agent(spec.kind, worker)
         record.agent = agent.agent_id
         self._set_state(record, TaskState.RUNNING)
+        if self.recovery.breaker_open(spec.kind):
+            breaker = self.recovery.breaker(spec.kind)
+            self._escalate(
+                record,
+                f"the circuit breaker for {spec.kind!r} tasks is open "
+                f"since {breaker.task_id if breaker else 'an earlier task'}",
+                ESCALATION_CHOICES,
+            )
+            return False
         strict = self.economy.is_quarantined(agent.agent_id)
-        baseline_files = self._read_files(spec.paths)
-        baseline = await self._check(
-            baseline_files, list(baseline_files), task_id=None, strict=strict
-        )
+        record.baseline_texts = self._read_files(spec.paths)
         feedback: tuple[Verdict, ...] = ()
         while True:
             record.attempts += 1
@@ -615,10 +651,12 @@ class Swarm:
                 return False
             self._set_state(record, TaskState.CHECKING)
             files = self._read_files(sorted(touched | set(spec.paths)))
+            before = {p: record.baseline_texts[p] for p in files if p in record.baseline_texts}
+            baseline = await self._check(before, list(before), task_id=None, strict=strict)
             verdicts = await self._check(
                 files, sorted(touched), task_id=spec.task_id, strict=strict
             )
-            failures = self._new_failures(verdicts, baseline, files)
+            failures = self._new_failures(verdicts, baseline, before, files)
             record.verdicts = list(verdicts)
             self._publish_diagnostics(files, verdicts)
             self.ledger.record(
@@ -729,6 +767,9 @@ class Swarm:
         if not mutations:
             return set()
         paths = sorted({self.state.resolve(m.path) for m in mutations})
+        for rel in paths:  # files beyond the task's own: remember them as they were
+            if rel not in record.baseline_texts:
+                record.baseline_texts[rel] = self.state.read(rel)[0]
         holder = f"agent:{record.agent}/task:{record.spec.task_id}"
         lease = await self._lease(paths, holder)
         try:
@@ -763,11 +804,21 @@ class Swarm:
                 delay = min(delay * 2, 0.5)
 
     def _new_failures(
-        self, verdicts: Sequence[Verdict], baseline: Sequence[Verdict], files: Mapping[str, str]
+        self,
+        verdicts: Sequence[Verdict],
+        baseline: Sequence[Verdict],
+        before: Mapping[str, str],
+        files: Mapping[str, str],
     ) -> list[Verdict]:
-        """Checks that could not run, and findings the change introduced (not pre-existing)."""
+        """Checks that could not run, and findings the change introduced (not pre-existing).
+
+        A baseline finding is identified by its line's content in the text *before* the
+        change, a new one by its line in the text after, so moved lines still match.
+        """
         known = {
-            (v.check, *_finding_key(f, files.get(f.path, ""))) for v in baseline for f in v.findings
+            (v.check, *_finding_key(f, before.get(f.path, "")))
+            for v in baseline
+            for f in v.findings
         }
         failures = []
         for verdict in verdicts:

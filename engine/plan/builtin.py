@@ -2,7 +2,8 @@
 
 Owns the mapping from a built-in request to a TaskGraph. File-wise kinds get one task per
 target file (so a swarm can work through a workspace in parallel); `rename` is one task over
-every file that mentions the symbol. Each task names the files it writes as `file:<path>`
+every file that mentions the symbol, and `check` one task over every target (the checkers run
+batched). Each task names the files it writes as `file:<path>`
 output tags and reads them as input tags, so the dispatcher runs a task only after every
 earlier task that writes one of its files has finished (read-after-write ordering).
 """
@@ -14,8 +15,8 @@ from typing import Any
 
 from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
 
-FILEWISE_KINDS = ("fix", "format", "check")
-BUILTIN_KINDS = (*FILEWISE_KINDS, "rename")
+FILEWISE_KINDS = ("fix", "format")
+BUILTIN_KINDS = (*FILEWISE_KINDS, "check", "rename")
 
 # Relative cost estimates (seconds of work) per worker class; HEFT ranks on these.
 _KIND_COST = {"fix": 3.0, "format": 0.5, "check": 2.0, "rename": 4.0, "index": 0.2}
@@ -44,7 +45,7 @@ def plan_builtin(
         raise ValueError(f"not a built-in task kind: {kind!r} (known: {', '.join(BUILTIN_KINDS)})")
     graph = TaskGraph()
     cost = dict.fromkeys(worker_classes, _KIND_COST[kind])
-    if kind == "rename":
+    if kind in ("rename", "check"):  # one task over every file: one batched checker run
         graph.add_task(
             TaskSpec(
                 task_id=f"{plan_id}.1",
@@ -52,7 +53,7 @@ def plan_builtin(
                 instruction=instruction,
                 paths=tuple(targets),
                 inputs=tuple(file_tag(p) for p in targets),
-                outputs=tuple(file_tag(p) for p in targets),
+                outputs=tuple(file_tag(p) for p in targets) if kind == "rename" else (),
                 cost=cost,
                 plan_id=plan_id,
                 arguments=dict(arguments or {}),
@@ -67,7 +68,7 @@ def plan_builtin(
                 instruction=instruction,
                 paths=(path,),
                 inputs=(file_tag(path),),
-                outputs=(file_tag(path),) if kind != "check" else (),
+                outputs=(file_tag(path),),
                 cost=cost,
                 plan_id=plan_id,
                 arguments=dict(arguments or {}),

@@ -1,7 +1,8 @@
 """Built-in tool agents: deterministic agents that need no model (the embedded default).
 
-Owns the registry of built-in kinds ("fix", "format", "rename", "check"), their construction
-and the recognition of instructions they can carry out. Invariant: like every agent, a
+Owns the registry of built-in agent kinds ("fix", "format", "rename"), their construction and
+the recognition of instructions they can carry out ("check" is recognised too, but a check is
+the supervisor's work, not an agent's: the swarm runs it through its CheckRunner). Invariant: like every agent, a
 built-in agent returns Mutations against the texts it was given and never writes files.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from delegation_machine.engine.agents.base import Agent
-from delegation_machine.engine.agents.builtin.check import CheckAgent
 from delegation_machine.engine.agents.builtin.fix import FixAgent
 from delegation_machine.engine.agents.builtin.formatting import FormatAgent
 from delegation_machine.engine.agents.builtin.instructions import parse_builtin_instruction
@@ -21,7 +21,6 @@ from delegation_machine.engine.agents.builtin.rename import (
 )
 
 __all__ = [
-    "CheckAgent",
     "FixAgent",
     "FormatAgent",
     "RenameAgent",
@@ -37,7 +36,6 @@ _KINDS: dict[str, type] = {
     "fix": FixAgent,
     "format": FormatAgent,
     "rename": RenameAgent,
-    "check": CheckAgent,
 }
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from delegation_machine.engine.agents.base import Agent
 from delegation_machine.engine.agents.builtin import (
-    CheckAgent,
     FixAgent,
     FormatAgent,
     RenameAgent,
@@ -19,8 +18,6 @@ from delegation_machine.engine.agents.builtin import (
     parse_builtin_instruction,
 )
 
-from .support import make_work
-
 
 def test_every_kind_is_registered_and_builds_an_agent(tmp_path: Path) -> None:
     kinds = builtin_agent_kinds()
@@ -28,7 +25,6 @@ def test_every_kind_is_registered_and_builds_an_agent(tmp_path: Path) -> None:
         "fix": FixAgent,
         "format": FormatAgent,
         "rename": RenameAgent,
-        "check": CheckAgent,
     }
     for number, kind in enumerate(sorted(kinds), start=1):
         agent = create_builtin_agent(kind, f"builtin:{kind}-{number}", workspace_root=tmp_path)
@@ -84,19 +80,3 @@ def test_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
 )
 def test_parse_builtin_instruction(text: str, parsed: tuple[str, dict[str, Any]] | None) -> None:
     assert parse_builtin_instruction(text) == parsed
-
-
-async def test_check_agent_reports_findings_and_changes_nothing(sample_copy: Path) -> None:
-    work = make_work(sample_copy, ["inventory/auth.py", "inventory/cache.py"], kind="check")
-    result = await CheckAgent("builtin:check-1", workspace_root=sample_copy).run(work)
-    assert result.mutations == ()
-    lines = result.notes.splitlines()
-    assert lines[0] == "4 finding(s) in 2 file(s)"
-    assert [line.split(":", 2)[:2] for line in lines[1:]] == [
-        ["inventory/auth.py", "15 dm-insecure-random-secret"],
-        ["inventory/auth.py", "19 dm-insecure-random-secret"],
-        ["inventory/auth.py", "24 dm-weak-hash"],
-        ["inventory/cache.py", "31 dm-pickle-loads"],
-    ]
-    assert lines[1].endswith("(autofix available: run `fix`)")
-    assert not lines[4].endswith("(autofix available: run `fix`)")
