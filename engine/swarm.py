@@ -58,7 +58,12 @@ from delegation_machine.engine.verdict_cache import VerdictCache
 log = logging.getLogger(__name__)
 
 EDIT_PLAN = "edit"  # plan id of the check/index tasks that user edits publish
-SUPERVISOR = "builtin:supervisor"  # the deterministic checkers, as a peer of the agents
+SUPERVISOR = "builtin:supervisor"
+# Instructions that match a deterministic plan template (engine/plan/templates.py).
+MODEL_TEMPLATE_TITLES = (
+    "write tests for this function",
+    "document this module",
+)  # the deterministic checkers, as a peer of the agents
 
 
 class DelegationError(Exception):
@@ -144,6 +149,7 @@ class SwarmStatus(msgspec.Struct, frozen=True):
     agents: tuple[dict[str, Any], ...]
     dispatcher: Any
     economy: tuple[Any, ...] = ()
+    tokens: Any = None
     ledger_seq: int = 0
 
 
@@ -205,6 +211,8 @@ class Swarm:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._edit_counter = 0
         self._started = False
+        # Bumped whenever workspace content changes; agents at one version share a prefix.
+        self.workspace_version = 0
 
     # --- optional parts, created when their modules are present ------------------------------
 
@@ -232,10 +240,15 @@ class Swarm:
         )
 
     def _create_backend(self) -> Any:
-        from delegation_machine.engine.inference.config import create_backend, load_backend_config
+        """The inference session (backend + shared prefix accounting + token ledger), if any."""
+        from delegation_machine.engine.inference.config import create_session, load_backend_config
+        from delegation_machine.engine.inference.layout import PrefixCatalog
 
-        backend_config = load_backend_config(self.config.inference or None)
-        return None if backend_config is None else create_backend(backend_config)
+        self.inference_config = load_backend_config(self.config.inference or None)
+        self.prefixes = PrefixCatalog()
+        if self.inference_config is None:
+            return None
+        return create_session(self.inference_config)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -320,6 +333,7 @@ class Swarm:
         except Exception as exc:  # a refused file (binary, huge) is reported, not fatal
             log.info("external change to %s not taken in: %s", rel, exc)
             return
+        self.workspace_version += 1
         self.ledger.record("file.external_change", path=rel, change=kind)
         self._schedule_edit_tasks(rel, delay_s=0.0)
 
@@ -359,6 +373,7 @@ class Swarm:
 
     def note_user_change(self, rel: str) -> None:
         """The editor bridge applied a user edit to the CRDT: re-check and re-index, debounced."""
+        self.workspace_version += 1
         self._schedule_edit_tasks(rel, delay_s=self.config.check_debounce_ms / 1000)
 
     def save_document(self, path: str) -> str:
@@ -477,8 +492,13 @@ class Swarm:
         )
 
     async def _plan_with_model(self, plan_id: str, request: DelegationRequest) -> TaskGraph:
+        from delegation_machine.engine.agents.llm_tools import workspace_repo_map
         from delegation_machine.engine.inference.config import no_backend_message
-        from delegation_machine.engine.plan.planner import plan_request
+        from delegation_machine.engine.plan.planner import (
+            PlanningFailed,
+            PlanningUnavailable,
+            plan_request,
+        )
 
         if self.backend is None:
             raise DelegationError(no_backend_message())
@@ -486,7 +506,22 @@ class Swarm:
         if request.path:
             rel = self.state.resolve(request.path)
             files[rel] = self.state.read(rel)[0]
-        return await plan_request(request, backend=self.backend, files=files, plan_id=plan_id)
+        await self._index_ready.wait()
+        try:
+            return await plan_request(
+                request,
+                backend=self.backend,
+                files=files,
+                plan_id=plan_id,
+                workspace_version=self.workspace_version,
+                repo_map=workspace_repo_map(self.index),
+                prefixes=self.prefixes,
+                workspace=str(self.root),
+            )
+        except PlanningUnavailable:
+            raise DelegationError(no_backend_message()) from None
+        except PlanningFailed as exc:
+            raise DelegationError(f"the model could not plan this request: {exc}") from None
 
     def _workspace_sources(self) -> list[str]:
         files = self.index.files() if self._index_ready.is_set() else self._walk_sources()
@@ -570,7 +605,12 @@ class Swarm:
         record.agent = SUPERVISOR
         self._set_state(record, TaskState.CHECKING)
         files = self._read_files(spec.paths)
-        verdicts = await self._check(files, list(files), task_id=spec.task_id)
+        if spec.arguments.get("level") == "full":
+            verdicts = await self.checks.check(
+                files=files, changed=list(files), task_id=spec.task_id, level="full"
+            )
+        else:
+            verdicts = await self._check(files, list(files), task_id=spec.task_id)
         record.verdicts = list(verdicts)
         self._publish_diagnostics(files, verdicts)
         self.ledger.record(
@@ -727,7 +767,11 @@ class Swarm:
     def _work_for(self, record: TaskRecord, feedback: tuple[Verdict, ...]) -> AgentWork:
         spec = record.spec
         plan = self._plans[spec.plan_id]
-        files = {rel: FileVersion(*self.state.read(rel)) for rel in spec.paths}
+        files = {
+            rel: FileVersion(*self.state.read(rel))
+            for rel in spec.paths
+            if self.state.is_open(rel) or self.state.absolute(rel).is_file()
+        }
         package = ContextPackage(
             manifest=TaskManifest(
                 task_id=spec.task_id,
@@ -738,7 +782,7 @@ class Swarm:
                 outputs=spec.outputs,
             ),
             environment=EnvironmentSnapshot(
-                workspace_version=self.ledger.last_seq(),
+                workspace_version=self.workspace_version,
                 paths=tuple(spec.paths),
             ),
             goal=GoalHint(text=spec.instruction, focus_paths=tuple(spec.paths)),
@@ -836,6 +880,8 @@ class Swarm:
         return failures
 
     def _commit(self, record: TaskRecord) -> None:
+        if record.files:
+            self.workspace_version += 1
         for rel in record.files:
             if not self.state.is_open(rel):
                 self.state.flush(rel)
@@ -909,7 +955,32 @@ class Swarm:
     def _create_llm_agent(self, agent_id: str) -> Agent:
         from delegation_machine.engine.agents.llm import LLMAgent
 
-        return LLMAgent(agent_id, self.backend)
+        cfg = self.inference_config
+        assert cfg is not None
+        return LLMAgent(
+            agent_id,
+            self.backend,
+            prefixes=self.prefixes,
+            budget=self._context_budget(agent_id, cfg.max_tokens_per_task),
+            max_turns=cfg.max_turns,
+            max_validation_retries=cfg.max_validation_retries,
+            max_output_tokens=cfg.max_output_tokens,
+        )
+
+    def _context_budget(self, agent_id: str, cap: int) -> int:
+        """This agent's token budget: its share of the swarm's context capacity, bought in the
+        Fisher market with a bid weighted by its trust (never above the per-task cap)."""
+        running = {
+            r.agent
+            for r in self._tasks.values()
+            if r.agent and r.agent.startswith("llm") and r.state == TaskState.RUNNING
+        }
+        bidders = sorted(running | {agent_id})
+        bids = {a: max(self.economy.relative_trust(a), 0.05) for a in bidders}
+        plan = self.economy.allocate_budgets(
+            bids, capacity_tokens=cap * len(self.workers), max_concurrent=len(self.workers)
+        )
+        return max(1, min(cap, int(plan.budgets.get(agent_id, cap))))
 
     # --- task state --------------------------------------------------------------------------
 
@@ -1089,9 +1160,7 @@ class Swarm:
 
     def model_templates(self) -> list[str]:
         """Requests a model can take that have a deterministic plan (offered as code actions)."""
-        from delegation_machine.engine.plan.templates import template_titles
-
-        return list(template_titles())
+        return list(MODEL_TEMPLATE_TITLES)
 
     # --- status and events -------------------------------------------------------------------
 
@@ -1137,6 +1206,7 @@ class Swarm:
             agents=agents,
             dispatcher=msgspec.to_builtins(self.dispatcher.status()),
             economy=tuple(msgspec.to_builtins(self.economy.summary())),
+            tokens=msgspec.to_builtins(self.backend.ledger.snapshot()) if self.backend else None,
             ledger_seq=self.ledger.last_seq(),
         )
 

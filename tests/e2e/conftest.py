@@ -168,9 +168,8 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
 
     @client.feature("delegation/taskUpdated")
     async def task_updated(params: Any) -> None:
-        payload = params if isinstance(params, dict) else converter.unstructure(params)
-        if not isinstance(payload, dict):
-            payload = {k: getattr(params, k) for k in ("taskId", "state", "message", "files")}
+        # pygls hands unknown notifications' params over as namedtuples
+        payload = params._asdict() if hasattr(params, "_asdict") else dict(params)
         editor.task_updates.append(payload)
         await editor.notify_changed()
 

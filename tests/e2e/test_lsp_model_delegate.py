@@ -1,0 +1,128 @@
+"""A natural-language delegation through a real server subprocess and a model backend.
+
+The backend is the scripted OpenAI-compatible HTTP server (a real local server that replays
+turns), standing in for vLLM or a hosted API, which cannot run here. The flow is the editor's:
+code action -> delegate -> planner template -> LLM agent with multi-turn tool calls -> edit
+through workspace/applyEdit -> checks -> verified. The API key lives only in the server's
+environment and must never reach the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls import uris
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
+from tests.e2e.conftest import make_editor_client
+
+SECRET = "sk-scripted-secret-0123456789"
+TARGET = "inventory/money.py"
+SIGNATURE = 'def format_money(amount: Decimal, currency: str = "EUR") -> str:\n'
+DOCSTRING = (
+    '    """Format an amount with two decimals and thousands separators, then the currency."""\n'
+)
+
+
+def action(tool: str, **fields: object) -> ScriptedTurn:
+    return ScriptedTurn(content=json.dumps({"tool": tool, **fields}))
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ScriptedServer]:
+    turns = [
+        action("read_file", path=TARGET),
+        action(
+            "propose_edit",
+            path=TARGET,
+            old=SIGNATURE,
+            new=SIGNATURE + DOCSTRING,
+            description="document format_money",
+            uses=[1],
+        ),
+        action("finish", summary="format_money is documented", uses=[2]),
+    ]
+    server = ScriptedServer(turns).start()
+    yield server
+    server.stop()
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(
+        server_command=[sys.executable, "-m", "delegation_machine.server", "serve"],
+        client_factory=make_editor_client,
+        server_env={**os.environ, "DM_TEST_API_KEY": SECRET},
+    ),
+)
+async def model_lsp(
+    lsp_client: LanguageClient, workspace: Path, model_server: ScriptedServer
+) -> AsyncIterator[None]:
+    root_uri = uris.from_fs_path(str(workspace))
+    inference = {
+        "provider": "scripted",
+        "baseUrl": model_server.base_url,
+        "model": "m",
+        "apiKeyEnv": "DM_TEST_API_KEY",
+    }
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=root_uri,
+            workspace_folders=[types.WorkspaceFolder(uri=root_uri, name="inventory")],
+            initialization_options={"delegation": {"agents": 2, "inference": inference}},
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_natural_language_delegation_runs_the_llm_agent(
+    model_lsp: LanguageClient, workspace: Path, model_server: ScriptedServer
+) -> None:
+    client, editor = model_lsp, model_lsp.editor
+    uri = editor.open(workspace / TARGET)
+    line = editor.text(uri).splitlines().index(SIGNATURE.rstrip("\n"))
+    position = types.Position(line=line, character=4)
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(position, position),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    document = next(a for a in actions if a.title == "Delegate: document this module")
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command=document.command.command, arguments=document.command.arguments
+        )
+    )
+    task_id = result["taskId"]
+    final = await editor.wait_until(
+        lambda: (
+            editor.task_state(task_id) in ("verified", "failed", "escalated", "cancelled")
+            and editor.task_state(task_id)
+        ),
+        timeout=300,
+    )
+    assert final == "verified", editor.task_updates
+    assert SIGNATURE + DOCSTRING in editor.text(uri)
+    last = [u for u in editor.task_updates if u["taskId"] == task_id][-1]
+    assert last["tokens"] > 0
+    assert len(model_server.requests) == 3  # one request per scripted turn
+
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="delegation.status", arguments=[{}])
+    )
+    assert status["tokens"]["prompt_tokens"] > 0
+    assert any(a["agent_id"].startswith("llm") for a in status["economy"])
+    ledger = workspace / ".delegation" / "ledger.sqlite3"
+    recorded = b"".join(p.read_bytes() for p in ledger.parent.glob("ledger.sqlite3*"))
+    assert SECRET.encode() not in recorded
