@@ -1,0 +1,577 @@
+"""WorkspaceState: the CodeCRDT facade over every file of one workspace.
+
+Owns one `FileDocument` per loaded file, the lease table, the subscriber list, the disk mirror
+and the journal under `.delegation/crdt/`. Peers are origins: "user" (the editor), "disk"
+(watchdog), `agent:<id>/task:<id>` (agents, only under a live lease) and `reject:task:<id>`.
+Invariants: every path is checked to stay inside the workspace; the user is never blocked;
+every committed change is published to subscribers and recorded as a "file.changed" event;
+refused input changes nothing. Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+
+from delegation_machine.engine.protocol import Event, Mutation, TextEdit
+from delegation_machine.engine.state.document import FileDocument
+from delegation_machine.engine.state.leases import LeaseTable
+from delegation_machine.engine.state.persist import CrdtJournal, CrdtStore, JournalRecord
+from delegation_machine.engine.state.textdiff import (
+    EditRangeError,
+    check_edits,
+    diff_edits,
+    normalize_edits,
+    rebase_edits,
+    rebase_through,
+)
+from delegation_machine.engine.state.types import (
+    DISK_ORIGIN,
+    USER_ORIGIN,
+    AppliedChange,
+    DocumentNotOpen,
+    FileRefused,
+    Lease,
+    MutationRefused,
+    PathRefused,
+    TextChange,
+    agent_origin,
+    task_of_origin,
+)
+from delegation_machine.engine.state.watcher import TEMP_SUFFIX, ChangeKind, WorkspaceWatcher
+
+log = logging.getLogger(__name__)
+
+PRIVATE_FOLDER = ".delegation"
+LOAD_ORIGIN = "load"
+
+ChangeListener = Callable[[TextChange], None]
+
+
+class WorkspaceState:
+    """Shared code state of one workspace: CRDT docs, leases, undo, disk mirror."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_file_bytes: int = 5_000_000,
+        record: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        persist: bool = True,
+        history_limit: int = 4096,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.max_file_bytes = max_file_bytes
+        self._record = record
+        self._leases = LeaseTable(clock)
+        self._docs: dict[str, FileDocument] = {}
+        self._listeners: list[ChangeListener] = []
+        self._history_limit = history_limit
+        self._store = CrdtStore(self.root / PRIVATE_FOLDER / "crdt") if persist else None
+        self._journals: dict[str, CrdtJournal] = {}
+        self._replaying = False
+        self._own_writes: dict[str, tuple[int, int]] = {}  # rel -> (mtime_ns, size) we wrote
+
+    # --- paths -----------------------------------------------------------------------------
+
+    def resolve(self, path: str) -> str:
+        """Workspace-relative POSIX path of `path`; `PathRefused` if it leaves the workspace
+        (`..`, absolute elsewhere, a symlink that escapes) or points into `.delegation/`."""
+        if path in self._docs:
+            return path  # checked when loaded; flush re-checks before it writes
+        if not path or "\x00" in path:
+            raise PathRefused("empty path or NUL byte in path", path or None)
+        candidate = Path(path)
+        if not candidate.is_absolute():
+            candidate = self.root / candidate
+        lexical = Path(os.path.normpath(candidate))
+        try:
+            rel_lexical = lexical.relative_to(self.root)
+        except ValueError:
+            raise PathRefused(f"outside the workspace {self.root}", path) from None
+        real = lexical.resolve()  # follows symlinks, also of missing leaves' parents
+        try:
+            rel_real = real.relative_to(self.root)
+        except ValueError:
+            raise PathRefused(f"a symlink leads outside the workspace (to {real})", path) from None
+        rel = PurePosixPath(*rel_lexical.parts).as_posix()
+        if rel in ("", "."):
+            raise PathRefused("the workspace root is not a file", path)
+        for parts in (rel_lexical.parts, rel_real.parts):
+            if parts and parts[0] == PRIVATE_FOLDER:
+                raise PathRefused(f"{PRIVATE_FOLDER}/ holds the server's own state", path)
+        return rel
+
+    def absolute(self, rel: str) -> Path:
+        return self.root / self.resolve(rel)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read(self, rel: str) -> tuple[str, int]:
+        """(text, version) of a file; loads it from disk on first use."""
+        document = self._document(rel)
+        return document.text, document.version
+
+    def loaded_paths(self) -> list[str]:
+        return sorted(self._docs)
+
+    def is_open(self, rel: str) -> bool:
+        document = self._docs.get(self.resolve(rel))
+        return document is not None and document.open
+
+    def lsp_version(self, rel: str) -> int | None:
+        document = self._docs.get(self.resolve(rel))
+        return document.lsp_version if document is not None else None
+
+    def pending_tasks(self, rel: str) -> list[str]:
+        document = self._docs.get(self.resolve(rel))
+        return sorted(document.task_undo) if document is not None else []
+
+    def is_dirty(self, rel: str) -> bool:
+        document = self._docs.get(self.resolve(rel))
+        return document is not None and document.text != document.disk_text
+
+    # --- the user peer ---------------------------------------------------------------------
+
+    def open_document(self, rel: str, text: str, version: int) -> TextChange | None:
+        """The editor opened `rel` with buffer `text`. Changes the editor made to the disk
+        text are merged as the user (three-way, so unsaved agent edits are kept)."""
+        rel = self.resolve(rel)
+        document = self._document(rel, create_missing=True)
+        if document.open and document.lsp_version == version:
+            return None  # the same didOpen seen twice (bridge and swarm both forward it)
+        document.open = True
+        document.lsp_version = version
+        if text == document.text:
+            return None
+        base_text = document.disk_text if document.disk_text is not None else ""
+        return self._merge_from_base(document, base_text, text, USER_ORIGIN)
+
+    def apply_user_change(
+        self,
+        rel: str,
+        edits: Sequence[TextEdit] | None,
+        lsp_version: int,
+        *,
+        full_text: str | None = None,
+    ) -> TextChange | None:
+        """didChange: `edits` address the current text (the bridge rebases the editor's edits
+        first). Never blocked by a lease. `full_text` replaces the whole buffer (full sync)."""
+        rel = self.resolve(rel)
+        document = self._docs.get(rel)
+        if document is None or not document.open:
+            raise DocumentNotOpen("didChange for a document that is not open", rel)
+        document.lsp_version = lsp_version
+        if full_text is not None:
+            change = diff_edits(document.text, full_text)
+        else:
+            change = normalize_edits(edits or ())
+            self._check(change, document)
+        return self._commit(document, change, USER_ORIGIN)
+
+    def close_document(self, rel: str) -> None:
+        """The editor closed `rel`. Its CRDT state stays (nothing is lost); `flush` writes it."""
+        document = self._docs.get(self.resolve(rel))
+        if document is not None:
+            document.open = False
+            document.lsp_version = None
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def lease_files(self, paths: Sequence[str], holder: str, ttl_s: float = 60) -> Lease:
+        """Write lease on all `paths` or none (`LeaseConflict`); taken in sorted order."""
+        return self._leases.acquire([self.resolve(path) for path in paths], holder, ttl_s)
+
+    def renew(self, lease: Lease, ttl_s: float = 60) -> Lease:
+        return self._leases.renew(lease, ttl_s)
+
+    def release(self, lease: Lease) -> None:
+        self._leases.release(lease)
+
+    def revoke(self, rel: str) -> Lease | None:
+        """Revoke whatever lease covers `rel`: its holder's later writes raise LeaseError."""
+        return self._leases.revoke(self.resolve(rel))
+
+    def lease_holder(self, rel: str) -> Lease | None:
+        return self._leases.holder_of(self.resolve(rel))
+
+    def apply_mutation(self, mutation: Mutation, lease: Lease) -> AppliedChange:
+        """Apply an agent's edits (code points against `mutation.base_version`) under a live
+        lease, rebased over everything committed since. `LeaseError` for a bad token."""
+        rel = self.resolve(mutation.path)
+        self._leases.check(lease, rel)
+        document = self._document(rel, create_missing=mutation.base_version == 0)
+        origin = agent_origin(mutation.agent_id, mutation.task_id)
+        edits = normalize_edits(mutation.edits)
+        changes = document.changes_since(mutation.base_version)
+        base_length = len(document.text)
+        if changes:
+            base_length -= sum(
+                len(edit.new_text) - (edit.end - edit.start)
+                for change in changes
+                for edit in change
+            )
+        try:
+            check_edits(edits, base_length)
+        except EditRangeError as exc:
+            raise MutationRefused(str(exc), rel) from None
+        landed = rebase_through(edits, changes) if changes else edits
+        document.track_task(origin)
+        version_before = document.version
+        self._commit(document, landed, origin)
+        return AppliedChange(
+            path=rel,
+            origin=origin,
+            edits=tuple(landed),
+            version=document.version,
+            base_version=mutation.base_version,
+            rebased=bool(changes) or version_before != mutation.base_version,
+        )
+
+    def reject_task(self, task_id: str) -> list[str]:
+        """Selective undo: remove exactly that task's insertions and restore its deletions in
+        every file it touched, keeping everyone else's later edits. Returns changed paths."""
+        changed = []
+        for rel, document in sorted(self._docs.items()):
+            if task_id in document.task_undo:
+                if document.undo_task(task_id):
+                    changed.append(rel)
+                self._journal_marker(document, JournalRecord("reject", origin=task_id))
+        return changed
+
+    def accept_task(self, task_id: str) -> list[str]:
+        """Finalise a task: its edits can no longer be rejected. Returns the paths it touched."""
+        touched = []
+        for rel, document in sorted(self._docs.items()):
+            if document.forget_task(task_id):
+                touched.append(rel)
+                self._journal_marker(document, JournalRecord("accept", origin=task_id))
+        return touched
+
+    # --- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener(TextChange)` after every committed change; returns unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # --- Yjs interop -----------------------------------------------------------------------
+
+    def encode_state_vector(self, rel: str) -> bytes:
+        return bytes(self._document(rel).encode_state())
+
+    def encode_update(self, rel: str, state_vector: bytes | None = None) -> bytes:
+        """A Yjs v1 update with everything the holder of `state_vector` lacks."""
+        return bytes(self._document(rel).encode_update(state_vector))
+
+    def apply_remote_update(self, rel: str, update: bytes, origin: str) -> None:
+        """Merge a Yjs v1 update from another replica (e.g. a yjs client) as peer `origin`."""
+        self._document(rel, create_missing=True).apply_update(update, origin)
+
+    # --- disk ------------------------------------------------------------------------------
+
+    def flush(self, rel: str) -> bool:
+        """Write a closed, changed file to disk atomically (temp file, fsync, rename; mode
+        kept). Open files belong to the editor's save. True if written."""
+        rel = self.resolve(rel)
+        document = self._docs.get(rel)
+        if document is None or document.open or document.text == document.disk_text:
+            return False
+        self._check_still_inside(rel)
+        self._write_atomically(rel, document.text)
+        document.disk_text = document.text
+        self._journal_marker(document, JournalRecord("disk", text=document.text))
+        self._compact_journal(document)
+        return True
+
+    def flush_all(self) -> list[str]:
+        return [rel for rel in sorted(self._docs) if self.flush(rel)]
+
+    def is_own_write(self, rel: str) -> bool:
+        """True if the file on disk is exactly what we last wrote (watcher echo filter)."""
+        signature = self._own_writes.get(rel)
+        if signature is None:
+            return False
+        try:
+            info = (self.root / rel).stat()
+        except OSError:
+            return False
+        return (info.st_mtime_ns, info.st_size) == signature
+
+    def ingest_disk_change(self, rel: str) -> TextChange | None:
+        """An external program changed `rel` on disk: merge it as peer "disk" (three-way from
+        the last disk text, so concurrent user and agent edits survive). Our own writes and
+        unchanged content are no-ops. A deleted file is ignored (the CRDT keeps its text)."""
+        rel = self.resolve(rel)
+        document = self._docs.get(rel)
+        if document is None:
+            return None  # not loaded: the next read sees the new content
+        path = self.root / rel
+        if not path.exists():
+            return None
+        new_text = self._load_text(rel, path)
+        if new_text == document.disk_text:
+            return None
+        if document.open:
+            # the editor owns an open buffer: it saved it, or it reloads the external change
+            # and reports it as didChange (the user peer); merging here too would double it
+            self._mark_disk(document, new_text)
+            return None
+        base_text = document.disk_text if document.disk_text is not None else ""
+        change = self._merge_from_base(document, base_text, new_text, DISK_ORIGIN)
+        self._mark_disk(document, new_text)
+        return change
+
+    def watch(self) -> WorkspaceWatcher:
+        """Start a watchdog observer that merges external changes of loaded files as the
+        disk peer. Call from the event loop thread; `stop()` the returned watcher."""
+        watcher = WorkspaceWatcher(self.root, self._on_disk_event, is_own_write=self.is_own_write)
+        watcher.start()
+        return watcher
+
+    def _on_disk_event(self, rel: str, kind: ChangeKind) -> None:
+        if kind == "deleted":
+            return
+        try:
+            self.ingest_disk_change(rel)
+        except (PathRefused, FileRefused) as exc:
+            log.warning("external change not merged: %s", exc)
+
+    def restore_from_journal(self) -> list[str]:
+        """Load every file that has a journal (recovery after a restart)."""
+        if self._store is None:
+            return []
+        restored = []
+        for rel in self._store.journaled_paths():
+            try:
+                self._document(self.resolve(rel))
+                restored.append(rel)
+            except (PathRefused, FileRefused) as exc:
+                log.warning("journal of %s not restored: %s", rel, exc)
+        return restored
+
+    def close(self) -> None:
+        """Close the journals (the state stays usable; they reopen on the next append)."""
+        for journal in self._journals.values():
+            journal.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _document(self, rel: str, *, create_missing: bool = False) -> FileDocument:
+        rel = self.resolve(rel)
+        document = self._docs.get(rel)
+        if document is not None:
+            return document
+        document = FileDocument(
+            rel,
+            on_change=self._publish,
+            on_update=self._journal_update,
+            history_limit=self._history_limit,
+            journaled=self._store is not None,
+        )
+        journal = self._store.journal(rel) if self._store is not None else None
+        path = self.root / rel
+        if journal is not None and journal.exists():
+            self._replay(document, journal)
+            self._docs[rel] = document
+            self._emit_loaded(document)
+            if path.exists():
+                self.ingest_disk_change(rel)
+            return document
+        if path.exists():
+            text = self._load_text(rel, path)
+        elif create_missing:
+            text = ""
+        else:
+            raise FileRefused("no such file", rel)
+        self._docs[rel] = document
+        self._replaying = True  # the initial insert is journaled as one "load" update below
+        try:
+            document.apply_edits([TextEdit(0, 0, text)] if text else [], LOAD_ORIGIN)
+        finally:
+            self._replaying = False
+        document.history.clear()
+        document.version = 0
+        document.disk_text = text if path.exists() else None
+        if journal is not None:
+            self._journals[rel] = journal
+            journal.append(JournalRecord("update", LOAD_ORIGIN, document.encode_update()))
+            if document.disk_text is not None:
+                journal.append(JournalRecord("disk", text=text))
+        self._emit_loaded(document)
+        return document
+
+    def _replay(self, document: FileDocument, journal: CrdtJournal) -> None:
+        records = list(journal.records())
+        finished = {r.origin for r in records if r.kind in ("accept", "reject")}
+        self._replaying = True
+        try:
+            for record in records:
+                if record.kind == "update":
+                    task_id = task_of_origin(record.origin)
+                    if task_id is not None and task_id not in finished:
+                        document.track_task(record.origin)
+                    document.apply_update(record.update, record.origin or "remote")
+                elif record.kind == "disk":
+                    document.disk_text = record.text
+                elif record.kind in ("accept", "reject"):
+                    document.forget_task(record.origin)
+        finally:
+            self._replaying = False
+        self._journals[document.rel] = journal
+
+    def _emit_loaded(self, document: FileDocument) -> None:
+        if self._record is not None:
+            self._record(
+                Event(
+                    kind="file.loaded",
+                    payload={
+                        "path": document.rel,
+                        "text": document.text,
+                        "version": document.version,
+                    },
+                )
+            )
+
+    def _load_text(self, rel: str, path: Path) -> str:
+        if not path.is_file():
+            raise FileRefused("not a regular file", rel)
+        size = path.stat().st_size
+        if size > self.max_file_bytes:
+            raise FileRefused(f"{size} bytes is over the limit of {self.max_file_bytes} bytes", rel)
+        data = path.read_bytes()
+        if b"\x00" in data:
+            raise FileRefused(f"binary file (NUL byte at offset {data.index(0)})", rel)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileRefused(f"not UTF-8 text (invalid byte at offset {exc.start})", rel) from None
+
+    def _check(self, edits: Sequence[TextEdit], document: FileDocument) -> None:
+        try:
+            check_edits(edits, len(document.text))
+        except EditRangeError as exc:
+            raise MutationRefused(str(exc), document.rel) from None
+
+    def _merge_from_base(
+        self,
+        document: FileDocument,
+        base_text: str,
+        new_text: str,
+        origin: str,
+    ) -> TextChange | None:
+        """Three-way merge: their change (base -> new) rebased over ours (base -> current),
+        so only characters both sides still share are deleted and every insertion lands."""
+        theirs = diff_edits(base_text, new_text)
+        ours = diff_edits(base_text, document.text)
+        same = set(ours)
+        theirs = [edit for edit in theirs if edit not in same]  # made on both sides already
+        return self._commit(document, rebase_edits(theirs, ours), origin)
+
+    def _commit(
+        self, document: FileDocument, edits: Sequence[TextEdit], origin: str
+    ) -> TextChange | None:
+        if not edits:
+            return None
+        self._last_change: TextChange | None = None
+        document.apply_edits(edits, origin)
+        return self._last_change
+
+    def _publish(self, document: FileDocument, origin: str, edits: tuple[TextEdit, ...]) -> None:
+        change = TextChange(document.rel, origin, edits, document.version, document.open)
+        self._last_change = change
+        if self._replaying:
+            return
+        if self._record is not None:
+            task_id = task_of_origin(origin)
+            agent_id = origin[len("agent:") :].split("/", 1)[0] if task_id else None
+            self._record(
+                Event(
+                    kind="file.changed",
+                    payload={
+                        "path": document.rel,
+                        "origin": origin,
+                        "edits": [[e.start, e.end, e.new_text] for e in edits],
+                        "version": document.version,
+                    },
+                    task_id=task_id,
+                    agent_id=agent_id,
+                )
+            )
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("change listener %r failed on %s", listener, document.rel)
+
+    def _journal_update(self, document: FileDocument, origin: str, update: bytes) -> None:
+        if self._replaying:
+            return
+        journal = self._journals.get(document.rel)
+        if journal is not None:
+            journal.append(JournalRecord("update", origin, update))
+
+    def _journal_marker(self, document: FileDocument, record: JournalRecord) -> None:
+        journal = self._journals.get(document.rel)
+        if journal is not None:
+            journal.append(record)
+
+    def _compact_journal(self, document: FileDocument) -> None:
+        """With no task left to reject, the per-origin history is no longer needed: keep one
+        update with the whole state and the disk text (the journal stops growing)."""
+        journal = self._journals.get(document.rel)
+        if journal is None or document.task_undo:
+            return
+        journal.reset(
+            [
+                JournalRecord("update", LOAD_ORIGIN, document.encode_update()),
+                JournalRecord("disk", text=document.disk_text or ""),
+            ]
+        )
+
+    def _mark_disk(self, document: FileDocument, text: str) -> None:
+        document.disk_text = text
+        self._journal_marker(document, JournalRecord("disk", text=text))
+
+    def _check_still_inside(self, rel: str) -> None:
+        """A symlink may have been swapped since the file was loaded: check before writing."""
+        real = (self.root / rel).resolve()
+        try:
+            inside = real.relative_to(self.root).parts
+        except ValueError:
+            raise PathRefused(
+                f"a symlink now leads outside the workspace (to {real})", rel
+            ) from None
+        if inside and inside[0] == PRIVATE_FOLDER:
+            raise PathRefused(f"a symlink now leads into {PRIVATE_FOLDER}/", rel)
+
+    def _write_atomically(self, rel: str, text: str) -> None:
+        target = self.root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
+        )
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(text.encode("utf-8"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp_name, mode)
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        info = target.stat()
+        self._own_writes[rel] = (info.st_mtime_ns, info.st_size)
