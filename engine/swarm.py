@@ -52,6 +52,7 @@ from delegation_machine.engine.protocol import (
 )
 from delegation_machine.engine.ring import RingBuffer
 from delegation_machine.engine.schedule.dispatch import Dispatcher, WorkerSpec
+from delegation_machine.engine.supervise.diagnostics import TaskDiagnostic, task_diagnostics
 from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES
 from delegation_machine.engine.verdict_cache import VerdictCache
 
@@ -74,11 +75,16 @@ class DelegationError(Exception):
 
 
 class DiagnosticsNotice(msgspec.Struct, frozen=True):
-    """The current findings of one check on one file (replaces earlier ones of that check)."""
+    """The current findings of one check on one file (replaces earlier ones of that check).
+
+    `blamed` are the findings a task's change introduced, with the task and agent they are
+    about (related information and the Retry / Escalate / Show task actions in the editor).
+    """
 
     path: str
     check: str
     findings: tuple[Finding, ...]
+    blamed: tuple[TaskDiagnostic, ...] = ()
 
 
 class MessageNotice(msgspec.Struct, frozen=True):
@@ -192,7 +198,11 @@ class Swarm:
             for n in range(1, self.config.worker_count() + 1)
         ]
         self.dispatcher = Dispatcher(
-            self.ring, self.workers, self._run_task, on_state=self._on_dispatch_state
+            self.ring,
+            self.workers,
+            self._run_task,
+            on_state=self._on_dispatch_state,
+            failure_scope=lambda spec: spec.plan_id,  # failed tasks are rolled back (004)
         )
         self.recovery = self._create_recovery()
         self.economy = self._create_economy()
@@ -659,13 +669,28 @@ class Swarm:
     async def _run_quick_checks(self, files: dict[str, str], changed: list[str]) -> list[Verdict]:
         return await self.checks.check(files=files, changed=changed, level="quick")
 
-    def _publish_diagnostics(self, files: Mapping[str, str], verdicts: Sequence[Verdict]) -> None:
+    def _publish_diagnostics(
+        self,
+        files: Mapping[str, str],
+        verdicts: Sequence[Verdict],
+        *,
+        failures: Sequence[Verdict] = (),
+        record: TaskRecord | None = None,
+    ) -> None:
+        """Diagnostics per (check, file); findings in `failures` are blamed on `record`."""
+        blamed = task_diagnostics(
+            failures,
+            agent_id=record.agent if record else None,
+            task_kind=record.spec.kind if record else None,
+            attempt=record.attempts if record else None,
+        )
         for verdict in verdicts:
             if verdict.kind == "error":
                 continue
             for rel in files:
                 findings = tuple(f for f in verdict.findings if f.path == rel)
-                self._emit(DiagnosticsNotice(rel, verdict.check, findings))
+                ours = tuple(blamed.get((verdict.check, rel), ()))
+                self._emit(DiagnosticsNotice(rel, verdict.check, findings, ours))
 
     async def _run_agent_task(self, record: TaskRecord, worker: WorkerSpec) -> bool:
         spec = record.spec
@@ -698,7 +723,7 @@ class Swarm:
             )
             failures = self._new_failures(verdicts, baseline, before, files)
             record.verdicts = list(verdicts)
-            self._publish_diagnostics(files, verdicts)
+            self._publish_diagnostics(files, verdicts, failures=failures, record=record)
             self.ledger.record(
                 "task.checked",
                 task_id=spec.task_id,
@@ -1116,6 +1141,32 @@ class Swarm:
         self._notify_plan(plan)
         return plan.state
 
+    def plan_of(self, task_id: str) -> PlanRecord:
+        """The plan a task id names: a plan's own id or one of its tasks' ids."""
+        record = self._tasks.get(task_id)
+        return self._plan_or_error(record.spec.plan_id if record else task_id)
+
+    async def retry(self, task_id: str) -> str:
+        """Run the task's request again with fresh agents (closing its kind's breaker)."""
+        plan = self.plan_of(task_id)
+        self.recovery.reset(plan.kind)
+        self.ledger.record("plan.retry_requested", task_id=plan.plan_id)
+        return await self.submit(msgspec.structs.replace(plan.request, kind=plan.kind))
+
+    def escalate(self, task_id: str) -> None:
+        """The user asks for a decision on a task now (the same choices as the breaker's)."""
+        plan = self.plan_of(task_id)
+        self.ledger.record("plan.escalated_by_user", task_id=plan.plan_id)
+        self._emit(
+            MessageNotice(
+                "warning",
+                f"Task {plan.plan_id} ({plan.kind}: {plan.request.instruction}) is "
+                f"{plan.state.value}: {plan.message}",
+                task_id=plan.plan_id,
+                choices=ESCALATION_CHOICES,
+            )
+        )
+
     async def resolve_escalation(self, task_id: str, choice: str) -> None:
         """The user answered an escalation: retry with a fresh agent, show the diff, or abandon."""
         plan = self._plan_or_error(task_id)
@@ -1131,8 +1182,8 @@ class Swarm:
 
     def describe_attempts(self, task_id: str) -> str:
         """What each attempt of a plan's tasks changed and what the checks said, from the ledger."""
-        plan = self._plan_or_error(task_id)
-        lines = [f"{task_id}: {plan.request.instruction}"]
+        plan = self.plan_of(task_id)
+        lines = [f"{plan.plan_id} ({plan.kind}, {plan.state.value}): {plan.request.instruction}"]
         for sub_id in plan.task_ids:
             for event in self.ledger.events(task_id=sub_id, kinds=("agent.result", "task.checked")):
                 if event.kind == "agent.result":

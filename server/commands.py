@@ -17,7 +17,10 @@ CANCEL = "delegation.cancel"
 ACCEPT = "delegation.accept"
 REJECT = "delegation.reject"
 STATUS = "delegation.status"
-ALL_COMMANDS = (DELEGATE, CANCEL, ACCEPT, REJECT, STATUS)
+RETRY = "delegation.retry"
+ESCALATE = "delegation.escalate"
+SHOW_TASK = "delegation.showTask"
+ALL_COMMANDS = (DELEGATE, CANCEL, ACCEPT, REJECT, STATUS, RETRY, ESCALATE, SHOW_TASK)
 TASK_UPDATED = "delegation/taskUpdated"
 
 

@@ -20,6 +20,7 @@ from delegation_machine.engine.protocol import (
     TaskUpdate,
     Verdict,
 )
+from delegation_machine.engine.supervise.diagnostics import TaskDiagnostic
 from delegation_machine.server import positions
 from delegation_machine.server.commands import DelegateArguments, WireRange
 
@@ -67,14 +68,35 @@ def range_to_span(wire: WireRange | types.Range, text: str, encoding: str) -> Sp
     )
 
 
-def finding_to_diagnostic(finding: Finding, text: str, encoding: str) -> types.Diagnostic:
+def finding_to_diagnostic(
+    finding: Finding,
+    text: str,
+    encoding: str,
+    *,
+    uri: str | None = None,
+    blame: TaskDiagnostic | None = None,
+) -> types.Diagnostic:
+    """A diagnostic; a finding blamed on a task names the task and agent (related info) and
+    carries the task id in `data`, which the Retry / Escalate / Show task actions read."""
+    range_ = span_to_range(finding.span, text, encoding)
+    data: dict[str, Any] = {"fixAvailable": finding.fix_available, "path": finding.path}
+    related = None
+    if blame is not None and blame.task_id is not None:
+        data.update(taskId=blame.task_id, agent=blame.agent_id)
+        if uri is not None:
+            related = [
+                types.DiagnosticRelatedInformation(
+                    location=types.Location(uri=uri, range=range_), message=blame.related_message
+                )
+            ]
     return types.Diagnostic(
-        range=span_to_range(finding.span, text, encoding),
+        range=range_,
         message=finding.message,
         severity=_SEVERITY.get(finding.severity, types.DiagnosticSeverity.Error),
         code=finding.code,
         source=SOURCE,
-        data={"fixAvailable": finding.fix_available, "path": finding.path},
+        data=data,
+        related_information=related,
     )
 
 

@@ -165,6 +165,26 @@ def _range_json(range_: types.Range) -> dict[str, Any]:
     }
 
 
+TASK_ACTIONS = (
+    ("Retry", commands.RETRY),
+    ("Escalate", commands.ESCALATE),
+    ("Show task", commands.SHOW_TASK),
+)
+
+
+def _task_actions(task_id: str, diagnostic: types.Diagnostic) -> list[types.CodeAction]:
+    """Retry / Escalate / Show task, on a finding a task's change introduced."""
+    return [
+        types.CodeAction(
+            title=f"{title} task {task_id}",
+            kind=types.CodeActionKind.QuickFix,
+            diagnostics=[diagnostic],
+            command=types.Command(title=title, command=command, arguments=[{"taskId": task_id}]),
+        )
+        for title, command in TASK_ACTIONS
+    ]
+
+
 def code_actions_for(
     ls: DelegationServer, params: types.CodeActionParams
 ) -> list[types.CodeAction]:
@@ -213,6 +233,10 @@ def code_actions_for(
                     {"uri": uri, "range": where, "instruction": template},
                 )
             )
+    for diagnostic in ours:
+        task_id = diagnostic.data.get("taskId") if isinstance(diagnostic.data, dict) else None
+        if task_id:
+            actions.extend(_task_actions(task_id, diagnostic))
     only = params.context.only
     if only:
         actions = [a for a in actions if any(str(a.kind).startswith(str(k)) for k in only)]
@@ -277,10 +301,49 @@ def _register_commands(server: DelegationServer) -> None:
     ):
         _register_task_command(server, name, method)
 
+    @server.command(commands.RETRY)
+    async def retry(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        args = await _task_arguments(ls, commands.RETRY, arguments)
+        try:
+            task_id = await ls.require_swarm().retry(args.task_id)
+        except (DelegationError, WorkspaceError) as exc:
+            raise _failed(ls, str(exc)) from None
+        await ls.begin_progress(task_id, f"Retry {args.task_id}", None)
+        return {"taskId": task_id, "retryOf": args.task_id}
+
+    @server.command(commands.ESCALATE)
+    async def escalate(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        args = await _task_arguments(ls, commands.ESCALATE, arguments)
+        try:
+            ls.require_swarm().escalate(args.task_id)
+        except (DelegationError, WorkspaceError) as exc:
+            raise _failed(ls, str(exc)) from None
+        return {"taskId": args.task_id}
+
+    @server.command(commands.SHOW_TASK)
+    async def show_task(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        args = await _task_arguments(ls, commands.SHOW_TASK, arguments)
+        try:
+            text = ls.require_swarm().describe_attempts(args.task_id)
+        except (DelegationError, WorkspaceError) as exc:
+            raise _failed(ls, str(exc)) from None
+        ls.show_message(text)
+        return {"taskId": args.task_id, "text": text}
+
     @server.command(commands.STATUS)
     async def status(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
         await ls.swarm_ready.wait()
         return convert.to_wire(ls.require_swarm().status())  # type: ignore[no-any-return]
+
+
+async def _task_arguments(
+    ls: DelegationServer, name: str, arguments: tuple[Any, ...]
+) -> commands.TaskArguments:
+    await ls.swarm_ready.wait()
+    try:
+        return commands.single_argument(name, arguments, commands.TaskArguments)  # type: ignore[no-any-return]
+    except commands.CommandArgumentError as exc:
+        raise _invalid(ls, str(exc)) from None
 
 
 def _register_task_command(server: DelegationServer, name: str, method: str) -> None:

@@ -165,8 +165,12 @@ class DelegationServer(LanguageServer):
             text = self.text_of(notice.path)
         except Exception:
             text = ""
+        blamed = {b.finding: b for b in notice.blamed}
         diagnostics = [
-            convert.finding_to_diagnostic(f, text, self.position_encoding) for f in notice.findings
+            convert.finding_to_diagnostic(
+                f, text, self.position_encoding, uri=uri, blame=blamed.get(f)
+            )
+            for f in notice.findings
         ]
         merged = self.diagnostics.replace(uri, notice.check, diagnostics)
         self.text_document_publish_diagnostics(

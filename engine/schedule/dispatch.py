@@ -119,9 +119,13 @@ class Dispatcher:
         stations: Mapping[str, int] | None = None,
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        failure_scope: Callable[[TaskSpec], str] | None = None,
     ) -> None:
         if not workers:
             raise ValueError("a dispatcher needs at least one worker")
+        # A failed or cancelled producer cancels only the dependents in its own scope; others
+        # read the tag's previous value (the swarm rolls a failed task's edits back).
+        self._failure_scope = failure_scope
         ids = [w.worker_id for w in workers]
         if len(set(ids)) != len(ids):
             raise ValueError(f"worker ids must be unique: {ids}")
@@ -296,6 +300,7 @@ class Dispatcher:
         self._issued.add(task_id)
         self._in_flight[spec.kind] = self._in_flight.get(spec.kind, 0) + 1
         self._set_state(task_id, "waiting")
+        poisoned = {t: c for t, c in poisoned.items() if self._same_scope(c, task_id)}
         if poisoned:
             tag, culprit = next(iter(poisoned.items()))
             self._cancel_with_dependents(
@@ -400,10 +405,25 @@ class Dispatcher:
             self._stations.pop(task_id, None)
         return ready
 
+    def _same_scope(self, culprit: str, task_id: str) -> bool:
+        if self._failure_scope is None:
+            return True
+        culprit_spec, spec = self._specs.get(culprit), self._specs.get(task_id)
+        if culprit_spec is None or spec is None:
+            return False
+        return self._failure_scope(culprit_spec) == self._failure_scope(spec)
+
     def _cancel_dependents(self, task_id: str, reason: str) -> None:
+        released: list[str] = []
         for dependent in self._tracker.fail(task_id):
+            if not self._same_scope(task_id, dependent):
+                if self._tracker.drop_dependency(dependent, task_id):
+                    released.append(dependent)
+                continue
             self._stations.pop(dependent, None)
             self._cancel_with_dependents(dependent, f"{reason}; it produces an input of this task")
+        if released:
+            self._enqueue_ready(self._release_waiters(released))
 
     def _cancel_with_dependents(self, task_id: str, reason: str) -> None:
         self.reasons[task_id] = reason

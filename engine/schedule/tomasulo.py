@@ -87,6 +87,15 @@ class OperandTracker(Generic[K]):
         dependents = [w for w in self._waiters_of.pop(operation, []) if w in self._waiting_on]
         return dependents
 
+    def drop_dependency(self, waiter: K, producer: K) -> bool:
+        """`waiter` no longer waits on the failed `producer` (its old value stands); True when
+        that leaves it ready."""
+        pending = self._waiting_on.get(waiter)
+        if pending is None:
+            return False
+        pending.discard(producer)
+        return not pending
+
     def _retire(self, operation: K, *, failed: bool) -> None:
         waited = self._waiting_on.pop(operation, set())
         for producer in waited:

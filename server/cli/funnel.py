@@ -1,0 +1,84 @@
+"""`delegation-machine funnel FILE --hint TEXT`: prune a file to what a goal hint needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from delegation_machine.engine.memory.funnel import ChunkScorer
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "funnel",
+        help="prune a file to the parts a goal hint needs",
+        description=(
+            "Keep the definitions and statements of FILE that the hint names (whole, never cut "
+            "inside), the headers of their enclosing scopes, and replace the rest with markers "
+            "saying how many lines were left out."
+        ),
+    )
+    parser.add_argument("file", type=Path, help="the source file")
+    parser.add_argument("--hint", required=True, help="the goal: names and a short purpose")
+    parser.add_argument("--tokens", type=int, default=None, help="token budget for the result")
+    parser.add_argument(
+        "--signatures", action="store_true", help="keep other definitions' signatures"
+    )
+    parser.add_argument(
+        "--vectors",
+        action="store_true",
+        help="score statements with MiniLM (needs the `embeddings` extra)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.set_defaults(handler=run_funnel)
+
+
+def run_funnel(args: argparse.Namespace) -> int:
+    # The funnel pulls in the tokenizer package: load it only when this command runs.
+    from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
+    from delegation_machine.engine.memory.funnel import funnel
+
+    path: Path = args.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"delegation-machine funnel: {path}: cannot read: {exc}", file=sys.stderr)
+        return 2
+    scorer: ChunkScorer | None = None
+    if args.vectors:
+        if not embeddings_available():
+            print(
+                "delegation-machine funnel: --vectors needs the `embeddings` extra",
+                file=sys.stderr,
+            )
+            return 2
+        scorer = MiniLMScorer()
+    try:
+        result = funnel(
+            text,
+            args.hint,
+            path=path.name,
+            token_budget=args.tokens,
+            keep_signatures=args.signatures,
+            scorer=scorer,
+        )
+    except ValueError as exc:
+        print(f"delegation-machine funnel: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        report = msgspec.to_builtins(result)
+        report["compression"] = round(result.compression, 3)
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        return 0
+    sys.stdout.write(result.text)
+    print(
+        f"({result.output_tokens} of {result.input_tokens} tokens, "
+        f"{result.compression:.1f}x, {result.omitted_lines} lines omitted, level {result.level})",
+        file=sys.stderr,
+    )
+    return 0

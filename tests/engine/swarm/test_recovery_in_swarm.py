@@ -1,0 +1,128 @@
+"""Recovery through the live swarm: targeted fix, restart with a fresh agent, escalation.
+
+Scripted agents stand in for a model (which cannot run here); everything else is real:
+the CRDT, the checks (tree-sitter and semgrep), the recovery ladder, the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from delegation_machine.engine.agents.base import AgentResult, AgentWork
+from delegation_machine.engine.protocol import DelegationRequest, Mutation, TaskState, TextEdit
+from delegation_machine.engine.swarm import DiagnosticsNotice, MessageNotice, Swarm
+
+ROOT = Path(__file__).resolve().parents[3]
+TARGET = "inventory/money.py"
+HOSTILE_LINE = "RATE = eval(input())\n"
+
+
+class ScriptedAgent:
+    """Appends an `eval` line; `repents`: given feedback, it fixes that line in its own change."""
+
+    kind = "fix"
+
+    def __init__(self, agent_id: str, *, repents: bool, runs: list[tuple[str, int]]) -> None:
+        self.agent_id = agent_id
+        self.repents = repents
+        self.runs = runs
+
+    async def run(self, work: AgentWork) -> AgentResult:
+        self.runs.append((self.agent_id, len(work.feedback)))
+        version = work.files[TARGET]
+        at = version.text.find(HOSTILE_LINE)
+        if self.repents and work.feedback and at >= 0:  # a targeted fix of its own change
+            edit = TextEdit(at, at + len(HOSTILE_LINE), "RATE = 1\n")
+        else:
+            end = len(version.text)
+            edit = TextEdit(end, end, HOSTILE_LINE)
+        return AgentResult(
+            mutations=(Mutation(work.task_id, self.agent_id, TARGET, version.version, (edit,)),)
+        )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    target = tmp_path / "inventory"
+    shutil.copytree(
+        ROOT / "samples" / "inventory",
+        target,
+        ignore=shutil.ignore_patterns(".delegation", "__pycache__"),
+    )
+    return target
+
+
+def scripted_swarm(workspace: Path, *, repents: bool) -> tuple[Swarm, list[tuple[str, int]]]:
+    swarm = Swarm(workspace, watch=False)
+    swarm.config.agents = 2
+    runs: list[tuple[str, int]] = []
+
+    def create_agent(kind: str, worker: object, *, replacing: str | None = None) -> ScriptedAgent:
+        agent_id = f"llm-scripted@{getattr(worker, 'worker_id', 'w')}" + ("/2" if replacing else "")
+        return ScriptedAgent(agent_id, repents=repents, runs=runs)
+
+    swarm._create_agent = create_agent  # type: ignore[method-assign]
+    return swarm, runs
+
+
+async def test_a_fixable_mistake_costs_one_targeted_fix(workspace: Path) -> None:
+    swarm, runs = scripted_swarm(workspace, repents=True)
+    await swarm.start()
+    try:
+        plan_id = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
+        assert await swarm.wait(plan_id, timeout=180) == TaskState.VERIFIED
+        actions = [e.payload["action"] for e in swarm.events(kinds=("task.recovery",))]
+    finally:
+        await swarm.stop()
+    assert actions == ["targeted_fix"]
+    assert runs[0][1] == 0 and runs[1][1] >= 1  # the same agent got the findings
+    assert runs[0][0] == runs[1][0]
+    text = (workspace / TARGET).read_text(encoding="utf-8")
+    assert text.endswith("RATE = 1\n") and "eval(" not in text
+
+
+async def test_a_hopeless_agent_is_restarted_then_escalated_and_rolled_back(
+    workspace: Path,
+) -> None:
+    before = (workspace / TARGET).read_text(encoding="utf-8")
+    swarm, runs = scripted_swarm(workspace, repents=False)
+    notices: list[object] = []
+    escalated = asyncio.Event()
+
+    def listen(notice: object) -> None:
+        notices.append(notice)
+        if isinstance(notice, MessageNotice) and notice.choices:
+            escalated.set()
+
+    swarm.subscribe(listen)
+    await swarm.start()
+    try:
+        plan_id = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
+        assert await swarm.wait(plan_id, timeout=240) == TaskState.ESCALATED
+        await asyncio.wait_for(escalated.wait(), 10)
+        actions = [e.payload["action"] for e in swarm.events(kinds=("task.recovery",))]
+        text_now = swarm.state.read(TARGET)[0]
+        assert swarm.recovery.breaker_open("fix")
+        second = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
+        assert await swarm.wait(second, timeout=60) == TaskState.ESCALATED  # breaker is open
+        runs_before_retry = len(runs)
+        retried = await swarm.retry(plan_id)  # the user's "Retry": breaker closed, fresh run
+        await swarm.wait(retried, timeout=240)
+        shown = swarm.describe_attempts(plan_id)
+    finally:
+        await swarm.stop()
+    assert actions[:3] == ["targeted_fix", "restart", "escalate"]
+    assert runs[1][0] == runs[0][0] and runs[2][0] != runs[0][0]  # restart: another agent
+    assert runs[2][1] >= 2  # the fresh agent got both failures
+    assert len(runs) > runs_before_retry
+    assert text_now == before and (workspace / TARGET).read_text(encoding="utf-8") == before
+    blamed = [b for n in notices if isinstance(n, DiagnosticsNotice) for b in n.blamed]
+    assert blamed and blamed[0].task_id.startswith(plan_id)
+    assert "eval" in blamed[0].finding.code and "task" in blamed[0].related_message
+    choices = next(n for n in notices if isinstance(n, MessageNotice) and n.choices).choices
+    assert any(c.startswith("Retry") for c in choices) and "Abandon" in choices
+    assert "dm-eval-exec-nonliteral" in shown
