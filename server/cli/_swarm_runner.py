@@ -74,6 +74,28 @@ def summary_table(tasks: Sequence[TaskSummary]) -> str:
         )
         for t in tasks
     ]
+    return render_table(headers, rows)
+
+
+def standings_table(standings: Sequence[Any]) -> str:
+    """Each agent's trust, credit, context budget and quarantine (the economy's view)."""
+    headers = ("agent", "trust", "credit", "budget", "tasks", "passed", "quarantined")
+    rows = [
+        (
+            a.agent_id,
+            f"{a.trust:.3f}" + (" (pre-trusted)" if a.pretrusted else ""),
+            f"{a.credit:.2f}",
+            str(a.budget),
+            str(a.tasks),
+            str(a.passed),
+            "yes" if a.quarantined else "no",
+        )
+        for a in standings
+    ]
+    return render_table(headers, rows)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [
         min(60, max(len(h), *(len(r[i]) for r in rows))) if rows else len(h)
         for i, h in enumerate(headers)
@@ -96,9 +118,7 @@ async def run_tasks(
     out: TextIO = sys.stdout,
     timeout_s: float = 600,
 ) -> int:
-    swarm = Swarm(workspace, watch=False)
-    if agents:
-        swarm.config.agents = agents
+    swarm = Swarm(workspace, editor_settings={"agents": agents} if agents else None, watch=False)
     printer = ProgressPrinter(swarm, out, enabled=not as_json)
     swarm.subscribe(printer)
     await swarm.start()
@@ -115,6 +135,8 @@ async def run_tasks(
             await swarm.wait(plan_id, timeout=timeout_s)
         tasks = [t for p in plan_ids for t in swarm.task_summaries(p)]
         ledger_events = swarm.ledger.last_seq()
+        standings = swarm.economy.summary()
+        tokens = swarm.backend.ledger.snapshot() if swarm.backend is not None else None
     finally:
         await swarm.stop()
     elapsed = time.monotonic() - started
@@ -127,6 +149,8 @@ async def run_tasks(
             "errors": errors,
             "ledger_events": ledger_events,
             "tasks": msgspec.to_builtins(tasks),
+            "agents": msgspec.to_builtins(standings),
+            "tokens": msgspec.to_builtins(tokens),
         }
         print(json.dumps(report, indent=2), file=out)
     else:
@@ -134,6 +158,14 @@ async def run_tasks(
             print(f"error: {error}", file=out)
         if tasks:
             print("\n" + summary_table(tasks), file=out)
+        if standings:
+            print("\n" + standings_table(standings), file=out)
+        if tokens is not None:
+            print(
+                f"\ntokens: {tokens.prompt_tokens} prompt ({tokens.cached_tokens} cached), "
+                f"{tokens.output_tokens} output, about ${tokens.cost_usd:.4f}",
+                file=out,
+            )
         verified = sum(t.state in VERIFIED_STATES for t in tasks)
         print(
             f"\n{verified}/{len(tasks)} tasks verified in {elapsed:.1f}s; "

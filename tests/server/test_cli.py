@@ -53,6 +53,9 @@ def test_run_exits_0_when_every_task_verified(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["tasks"]
     assert all(task["state"] == "verified" for task in report["tasks"])
+    workers = {task["agent"].split("@")[1] for task in report["tasks"] if task["agent"]}
+    assert workers and workers <= {"worker-1", "worker-2"}  # --agents 2 is honoured
+    assert all(agent["pretrusted"] for agent in report["agents"])
     assert report["ledger_events"] > len(report["tasks"])
 
 

@@ -57,8 +57,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def scripted_swarm(workspace: Path, *, repents: bool) -> tuple[Swarm, list[tuple[str, int]]]:
-    swarm = Swarm(workspace, watch=False)
-    swarm.config.agents = 2
+    swarm = Swarm(workspace, editor_settings={"agents": 2}, watch=False)
     runs: list[tuple[str, int]] = []
 
     def create_agent(kind: str, worker: object, *, replacing: str | None = None) -> ScriptedAgent:

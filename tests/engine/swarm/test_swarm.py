@@ -65,8 +65,7 @@ async def test_fix_on_one_file_is_verified_written_and_ledgered(workspace: Path)
 async def test_workspace_fix_runs_in_parallel_and_keeps_the_sample_tests_green(
     workspace: Path,
 ) -> None:
-    swarm = Swarm(workspace, watch=False)
-    swarm.config.agents = 3
+    swarm = Swarm(workspace, editor_settings={"agents": 3}, watch=False)
     await swarm.start()
     try:
         plan_id = await swarm.submit(DelegationRequest(instruction="fix"))
