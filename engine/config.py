@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,7 +27,7 @@ class SwarmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_file_bytes: int = 5_000_000
     lease_ttl_s: float = 120.0
     check_debounce_ms: int = 300
-    check_level: str = "quick"
+    check_level: Literal["quick", "full"] = "quick"
     semgrep_rules: tuple[str, ...] = ()  # extra rule files or folders, workspace-relative
     watch: bool = True
     inference: dict[str, Any] = {}

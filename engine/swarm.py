@@ -188,7 +188,7 @@ class Swarm:
         self.state_dir = state_dir(self.root)
         self.ledger = Ledger(self.state_dir / "ledger.sqlite3")
         self.state = WorkspaceState(
-            self.root, max_file_bytes=self.config.max_file_bytes, record=self.ledger.append
+            self.root, max_file_bytes=self.config.max_file_bytes, record=self._record_event
         )
         self.index = SymbolIndex(self.root)
         self.checks = CheckRunner(self.root, rule_paths=self._rule_paths(), warm_semgrep=True)
@@ -224,7 +224,10 @@ class Swarm:
         # Bumped whenever workspace content changes; agents at one version share a prefix.
         self.workspace_version = 0
 
-    # --- optional parts, created when their modules are present ------------------------------
+    def _record_event(self, event: Event) -> None:
+        self.ledger.append(event)
+
+    # --- parts built from the configuration ------------------------------------------------
 
     def _rule_paths(self) -> list[Path]:
         from delegation_machine.engine.rules import bundled_semgrep_rules

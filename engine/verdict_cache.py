@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import msgspec
 
-from delegation_machine.engine.protocol import Verdict
+from delegation_machine.engine.protocol import Verdict, VerdictKind
 
 CheckFiles = Callable[[dict[str, str], list[str]], Awaitable[list[Verdict]]]
 CacheKey = tuple[str, str]  # (path, digest of its text)
@@ -31,7 +31,9 @@ def split_by_file(verdicts: Sequence[Verdict], paths: Sequence[str]) -> dict[str
     for verdict in verdicts:
         for path in paths:
             findings = tuple(f for f in verdict.findings if f.path == path)
-            kind = verdict.kind if verdict.kind == "error" else ("failed" if findings else "passed")
+            kind: VerdictKind = (
+                verdict.kind if verdict.kind == "error" else ("failed" if findings else "passed")
+            )
             per_file[path].append(
                 msgspec.structs.replace(verdict, kind=kind, findings=findings, paths=(path,))
             )
@@ -47,7 +49,9 @@ def merge_files(per_file: Mapping[str, Sequence[Verdict]], task_id: str | None) 
     merged = []
     for check, parts in by_check.items():
         kinds = {p.kind for p in parts}
-        kind = "error" if "error" in kinds else "failed" if "failed" in kinds else "passed"
+        kind: VerdictKind = (
+            "error" if "error" in kinds else "failed" if "failed" in kinds else "passed"
+        )
         merged.append(
             Verdict(
                 check=check,
