@@ -89,7 +89,9 @@ def _summary(payload: dict[str, Any]) -> str:
 def _replay(ledger: Ledger, args: argparse.Namespace) -> int:
     travel = TimeTravel(ledger)
     step = args.step if args.step is not None else travel.last_step()
-    workspace = travel.workspace_at(step)
+    workspace = travel.workspace_at(step, strict=False)
+    for path, problem in sorted(workspace.problems.items()):
+        print(f"delegation-machine ledger: cannot replay {path}: {problem}", file=sys.stderr)
     agents = [
         a
         for a in travel.agents_at(step, task_id=args.task_filter)

@@ -125,3 +125,32 @@ async def test_a_hopeless_agent_is_restarted_then_escalated_and_rolled_back(
     choices = next(n for n in notices if isinstance(n, MessageNotice) and n.choices).choices
     assert any(c.startswith("Retry") for c in choices) and "Abandon" in choices
     assert "dm-eval-exec-nonliteral" in shown
+
+
+class CrashingAgent:
+    kind = "fix"
+    agent_id = "llm-crashing@w"
+
+    async def run(self, work: AgentWork) -> AgentResult:
+        raise RuntimeError("the model process died")
+
+
+async def test_a_crashed_agent_fails_its_task_and_the_swarm_keeps_serving(
+    workspace: Path,
+) -> None:
+    before = (workspace / TARGET).read_text(encoding="utf-8")
+    swarm = Swarm(workspace, editor_settings={"agents": 2}, watch=False)
+    builtin_create_agent = swarm._create_agent
+    swarm._create_agent = lambda kind, worker, **kw: CrashingAgent()  # type: ignore[method-assign]
+    await swarm.start()
+    try:
+        crashed = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
+        assert await swarm.wait(crashed, timeout=120) == TaskState.FAILED
+        message = swarm.task_summaries(crashed)[0].message
+        swarm._create_agent = builtin_create_agent  # type: ignore[method-assign]
+        healthy = await swarm.submit(DelegationRequest(instruction="format", path=TARGET))
+        assert await swarm.wait(healthy, timeout=120) == TaskState.VERIFIED
+    finally:
+        await swarm.stop()
+    assert "the model process died" in message
+    assert (workspace / TARGET).read_text(encoding="utf-8") == before
