@@ -177,6 +177,7 @@ class Swarm:
         editor_settings: Mapping[str, Any] | None = None,
         watch: bool | None = None,
     ) -> None:
+        from delegation_machine.engine.memory.adr import DecisionRecords
         from delegation_machine.engine.memory.symbols import SymbolIndex
         from delegation_machine.engine.state import WorkspaceState
         from delegation_machine.engine.supervise import CheckRunner
@@ -191,6 +192,7 @@ class Swarm:
             self.root, max_file_bytes=self.config.max_file_bytes, record=self._record_event
         )
         self.index = SymbolIndex(self.root)
+        self.decisions = DecisionRecords(self.root)
         self.checks = CheckRunner(self.root, rule_paths=self._rule_paths(), warm_semgrep=True)
         self.ring: RingBuffer[TaskSpec] = RingBuffer(capacity=1024, producer="multi")
         self.workers = [
@@ -712,6 +714,7 @@ class Swarm:
         strict = self.economy.is_quarantined(agent.agent_id)
         record.baseline_texts = self._read_files(spec.paths)
         feedback: tuple[Verdict, ...] = ()
+        earlier_failures: list[Verdict] = []
         while True:
             record.attempts += 1
             touched = await self._attempt(record, agent, feedback)
@@ -736,8 +739,11 @@ class Swarm:
                 new_failures=[self._verdict_summary(v) for v in failures],
             )
             if not failures:
+                if earlier_failures:  # failed, then fixed: the judicial loop writes an ADR
+                    self._record_decision(record, earlier_failures)
                 self._commit(record)
                 return True
+            earlier_failures.extend(failures)
             action = self.recovery.on_failure(spec.task_id, spec.kind, failures)
             self.ledger.record(
                 "task.recovery",
@@ -812,6 +818,9 @@ class Swarm:
             environment=EnvironmentSnapshot(
                 workspace_version=self.workspace_version,
                 paths=tuple(spec.paths),
+                decision_records=tuple(
+                    r.summary() for r in self.decisions.relevant_records(spec.paths)[:5]
+                ),
             ),
             goal=GoalHint(text=spec.instruction, focus_paths=tuple(spec.paths)),
             audit=AuditTrail(
@@ -906,6 +915,24 @@ class Swarm:
             if new:
                 failures.append(msgspec.structs.replace(verdict, kind="failed", findings=new))
         return failures
+
+    def _record_decision(self, record: TaskRecord, failures: Sequence[Verdict]) -> None:
+        spec = record.spec
+        summary = (
+            "; ".join(m.description or f"edited {m.path}" for m in record.kept)
+            or "the task's final change"
+        )
+        symbols = tuple(
+            str(spec.arguments[k]) for k in ("old", "new", "symbol") if spec.arguments.get(k)
+        )
+        try:
+            written = self.decisions.record_resolution(
+                spec.task_id, failures, summary, sorted(record.files | set(spec.paths)), symbols
+            )
+        except Exception:
+            log.exception("no decision record for %s", spec.task_id)
+            return
+        self.ledger.record("adr.written", task_id=spec.task_id, record=str(written))
 
     def _commit(self, record: TaskRecord) -> None:
         if record.files:

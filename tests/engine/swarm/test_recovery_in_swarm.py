@@ -33,6 +33,7 @@ class ScriptedAgent:
 
     async def run(self, work: AgentWork) -> AgentResult:
         self.runs.append((self.agent_id, len(work.feedback)))
+        self.records_seen = work.package.environment.decision_records
         version = work.files[TARGET]
         at = version.text.find(HOSTILE_LINE)
         if self.repents and work.feedback and at >= 0:  # a targeted fix of its own change
@@ -62,7 +63,8 @@ def scripted_swarm(workspace: Path, *, repents: bool) -> tuple[Swarm, list[tuple
 
     def create_agent(kind: str, worker: object, *, replacing: str | None = None) -> ScriptedAgent:
         agent_id = f"llm-scripted@{getattr(worker, 'worker_id', 'w')}" + ("/2" if replacing else "")
-        return ScriptedAgent(agent_id, repents=repents, runs=runs)
+        swarm.last_scripted_agent = ScriptedAgent(agent_id, repents=repents, runs=runs)  # type: ignore[attr-defined]
+        return swarm.last_scripted_agent  # type: ignore[attr-defined]
 
     swarm._create_agent = create_agent  # type: ignore[method-assign]
     return swarm, runs
@@ -75,8 +77,16 @@ async def test_a_fixable_mistake_costs_one_targeted_fix(workspace: Path) -> None
         plan_id = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
         assert await swarm.wait(plan_id, timeout=180) == TaskState.VERIFIED
         actions = [e.payload["action"] for e in swarm.events(kinds=("task.recovery",))]
+        adr_events = swarm.events(kinds=("adr.written",))
+        later = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
+        await swarm.wait(later, timeout=180)
+        records_seen = swarm.last_scripted_agent.records_seen  # type: ignore[attr-defined]
     finally:
         await swarm.stop()
+    records = list((workspace / ".delegation" / "adr").glob("*.md"))
+    assert len(adr_events) == 1 and len(records) == 2  # the later task erred and fixed too
+    assert all(TARGET in r.read_text(encoding="utf-8") for r in records)
+    assert records_seen and TARGET in records_seen[0]  # later tasks get it in their prefix
     assert actions == ["targeted_fix"]
     assert runs[0][1] == 0 and runs[1][1] >= 1  # the same agent got the findings
     assert runs[0][0] == runs[1][0]
