@@ -43,7 +43,7 @@ test-vscode: $(STAMP)
 	cd vscode-extension && npm ci --no-audit --no-fund && npm run build && npm test && npm run package
 
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) vscode-extension/node_modules vscode-extension/*.vsix
