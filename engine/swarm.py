@@ -693,6 +693,8 @@ class Swarm:
             if verdict.kind == "error":
                 continue
             for rel in files:
+                if verdict.paths and rel not in verdict.paths:
+                    continue  # this check did not look at the file: keep what it showed
                 findings = tuple(f for f in verdict.findings if f.path == rel)
                 ours = tuple(blamed.get((verdict.check, rel), ()))
                 self._emit(DiagnosticsNotice(rel, verdict.check, findings, ours))
@@ -721,7 +723,8 @@ class Swarm:
             if touched is None:
                 return False
             self._set_state(record, TaskState.CHECKING)
-            files = self._read_files(sorted(touched | set(spec.paths)))
+            # Every file the task has changed in any attempt, not only in this one.
+            files = self._read_files(sorted(touched | record.files | set(spec.paths)))
             before = {p: record.baseline_texts[p] for p in files if p in record.baseline_texts}
             baseline = await self._check(before, list(before), task_id=None, strict=strict)
             verdicts = await self._check(
@@ -1078,7 +1081,10 @@ class Swarm:
         done = sum(r.state.finished for r in records)
         message = "; ".join(messages) or f"{done}/{len(records)} tasks finished"
         plan.message = message
-        agent = next((r.agent for r in records if r.state == TaskState.RUNNING), None)
+        active = (TaskState.RUNNING, TaskState.CHECKING)
+        agent = next((r.agent for r in records if r.state in active), None) or next(
+            (r.agent for r in reversed(records) if r.agent), None
+        )
         # The ledger leads: an event is recorded before anyone is told about it.
         finishing = state.finished and not plan.done.is_set()
         if finishing:

@@ -202,25 +202,33 @@ def code_actions_for(
             "instruction": f"fix {code}",
         }
         actions.append(_delegate_action(f"fix {code}", QUICKFIX_DELEGATE, arguments, [diagnostic]))
+    if params.range.start != params.range.end:  # a selection: fix only those lines
+        actions.append(
+            _delegate_action(
+                "fix the selection",
+                REFACTOR_DELEGATE,
+                {"uri": uri, "range": where, "kind": "fix", "instruction": "fix"},
+            )
+        )
     actions.append(
         _delegate_action(
             f"fix {rel}",
             REFACTOR_DELEGATE,
-            {"uri": uri, "range": where, "kind": "fix", "instruction": "fix"},
+            {"uri": uri, "kind": "fix", "instruction": "fix"},
         )
     )
     actions.append(
         _delegate_action(
             f"format {rel}",
             REFACTOR_DELEGATE,
-            {"uri": uri, "range": where, "kind": "format", "instruction": "format"},
+            {"uri": uri, "kind": "format", "instruction": "format"},
         )
     )
     actions.append(
         _delegate_action(
             f"check {rel}",
             REFACTOR_DELEGATE,
-            {"uri": uri, "range": where, "kind": "check", "instruction": "check"},
+            {"uri": uri, "kind": "check", "instruction": "check"},
         )
     )
     swarm = ls.require_swarm()

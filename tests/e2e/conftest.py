@@ -178,6 +178,13 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
         client.diagnostics[params.uri] = params.diagnostics
         await editor.notify_changed()
 
+    record_progress = DEFAULT_CLIENT_FEATURES[types.PROGRESS]
+
+    @client.feature(types.PROGRESS)
+    async def progress(params: types.ProgressParams) -> None:
+        record_progress(client, params)  # pytest-lsp's own bookkeeping, then wake waiters
+        await editor.notify_changed()
+
     @client.feature(types.WINDOW_SHOW_MESSAGE)
     async def show_message(params: types.ShowMessageParams) -> None:
         client.messages.append(params)
@@ -187,7 +194,7 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
 def make_editor_client() -> LanguageClient:
     """pytest-lsp's client with our editor behaviour in place of two of its defaults."""
     client = LanguageClient(converter_factory=default_converter)
-    ours = (types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, types.WINDOW_SHOW_MESSAGE)
+    ours = (types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, types.WINDOW_SHOW_MESSAGE, types.PROGRESS)
     register_lsp_features(
         client, {m: f for m, f in DEFAULT_CLIENT_FEATURES.items() if m not in ours}
     )

@@ -70,6 +70,18 @@ async def test_delegate_fix_from_a_code_action_lands_live_and_verified(
     assert "yaml.safe_load(" in editor.text(uri)
     await editor.wait_until(lambda: not yaml_findings(editor, uri))
 
+    window = client.capabilities.window if client.capabilities else None
+    if window is not None and window.work_done_progress:  # $/progress for this request
+        kinds = [
+            [type(v).__name__ for v in reports] for reports in client.progress_reports.values()
+        ]
+        assert any(k and k[0] == "WorkDoneProgressBegin" for k in kinds), kinds
+        await editor.wait_until(
+            lambda: any(
+                r and type(r[-1]).__name__ == "WorkDoneProgressEnd"
+                for r in client.progress_reports.values()
+            )
+        )
     states = [u["state"] for u in editor.task_updates if u["taskId"] == task_id]
     assert states[0] in ("queued", "waiting", "running")
     ledger = sqlite3.connect(workspace / ".delegation" / "ledger.sqlite3")

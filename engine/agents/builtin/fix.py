@@ -16,6 +16,7 @@ from delegation_machine.engine.agents.base import (
     AgentWork,
     FileVersion,
     TokenUsage,
+    apply_edits,
     edits_from_texts,
 )
 from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_safe_fixes
@@ -25,7 +26,7 @@ from delegation_machine.engine.agents.builtin.semgrep_fixes import (
     apply_semgrep_fixes,
 )
 from delegation_machine.engine.agents.builtin.targets import python_targets, skipped_non_python
-from delegation_machine.engine.protocol import Mutation
+from delegation_machine.engine.protocol import Mutation, TextEdit
 
 
 class FixAgent:
@@ -87,6 +88,12 @@ class FixAgent:
             notes.append(f"{rel}: ruff fixes dropped, the result would not parse")
             fixed = text
         edits = edits_from_texts(version.text, fixed)
+        scope = selected_lines(work, rel)
+        if scope is not None:  # a selection (or a diagnostic's range): fix only those lines
+            edits = tuple(e for e in edits if _touches_lines(version.text, e, scope))
+            if edits and not parses_as_python(apply_edits(version.text, edits)):
+                notes.append(f"{rel}: the fixes inside the selection do not parse on their own")
+                return None
         if not edits:
             return None
         return Mutation(
@@ -97,6 +104,25 @@ class FixAgent:
             edits=edits,
             description=_describe(applied, ruff_changed=fixed != text),
         )
+
+
+def selected_lines(work: AgentWork, rel: str) -> tuple[int, int] | None:
+    """The 0-based line range a non-empty selection on `rel` covers, else None (whole file)."""
+    span = work.request.span
+    if span is None or work.request.path != rel or span.start == span.end:
+        return None
+    last = (
+        span.end.line - 1
+        if span.end.column == 0 and span.end.line > span.start.line
+        else (span.end.line)
+    )
+    return span.start.line, last
+
+
+def _touches_lines(text: str, edit: TextEdit, lines: tuple[int, int]) -> bool:
+    first = text.count("\n", 0, edit.start)
+    last = text.count("\n", 0, max(edit.start, edit.end - 1))
+    return first <= lines[1] and last >= lines[0]
 
 
 def _describe(applied: list[str], *, ruff_changed: bool) -> str:

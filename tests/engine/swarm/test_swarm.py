@@ -147,3 +147,38 @@ async def test_requests_the_swarm_cannot_take_say_why(workspace: Path) -> None:
             await swarm.cancel("t-nope")
     finally:
         await swarm.stop()
+
+
+async def test_files_changed_outside_the_editor_are_reread_reindexed_and_rechecked(
+    workspace: Path,
+) -> None:
+    import asyncio
+
+    swarm = Swarm(workspace, watch=True)
+    rechecked = asyncio.Event()
+
+    def on_notice(notice: object) -> None:
+        if (
+            isinstance(notice, DiagnosticsNotice)
+            and notice.path == "inventory/plugin.py"
+            and any("yaml" in f.code for f in notice.findings)
+        ):
+            rechecked.set()
+
+    swarm.subscribe(on_notice)
+    await swarm.start()
+    try:
+        await swarm._index_ready.wait()
+        (workspace / "inventory" / "plugin.py").write_text(
+            "import yaml\n\n\ndef load_plugin(text):\n    return yaml.load(text)\n",
+            encoding="utf-8",
+        )  # another program writes the file: watchdog sees it
+        await asyncio.wait_for(rechecked.wait(), 120)
+        definitions = swarm.index.definitions("load_plugin")
+        text, _ = swarm.state.read("inventory/plugin.py")
+        events = swarm.events(kinds=("file.external_change",))
+    finally:
+        await swarm.stop()
+    assert [d.path for d in definitions] == ["inventory/plugin.py"]
+    assert "yaml.load(text)" in text
+    assert any(e.payload["path"] == "inventory/plugin.py" for e in events)
