@@ -1,0 +1,27 @@
+// Names shared by package.json, the extension and the server's LSP contract (DESIGN.md §4).
+
+export const EXTENSION_NAME = "Delegation Machine";
+export const CLIENT_ID = "delegation";
+export const SETTINGS_SECTION = "delegation";
+
+/** Commands this extension contributes. They must differ from the server's command ids:
+ * vscode-languageclient registers every id in `executeCommandProvider.commands` itself. */
+export const ExtensionCommand = {
+  delegateSelection: "delegation.delegateSelection",
+  cancelTask: "delegation.cancelTask",
+  acceptTask: "delegation.acceptTask",
+  rejectTask: "delegation.rejectTask",
+  showStatus: "delegation.showStatus",
+  restartServer: "delegation.restartServer",
+} as const;
+
+/** `workspace/executeCommand` ids the server implements. */
+export const ServerCommand = {
+  delegate: "delegation.delegate",
+  cancel: "delegation.cancel",
+  accept: "delegation.accept",
+  reject: "delegation.reject",
+  status: "delegation.status",
+} as const;
+
+export const TASK_UPDATED_NOTIFICATION = "delegation/taskUpdated";
