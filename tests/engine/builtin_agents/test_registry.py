@@ -35,9 +35,7 @@ def test_every_kind_is_registered_and_builds_an_agent(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(
-        UnknownAgentKind, match=r"'llm'; built-in kinds: fix, format, rename"
-    ):
+    with pytest.raises(UnknownAgentKind, match=r"'llm'; built-in kinds: fix, format, rename"):
         create_builtin_agent("llm", "x", workspace_root=tmp_path)
 
 
