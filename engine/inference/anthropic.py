@@ -8,7 +8,6 @@ cached = `cache_read_input_tokens`. The key (x-api-key) comes from the environme
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,23 +15,17 @@ import httpx
 import msgspec
 
 from delegation_machine.engine.inference.backend import (
-    BackendError,
     BackendProtocolError,
     BackendServerError,
-    BackendTimeout,
-    BackendUnavailable,
     BackendUsage,
     ChatMessage,
     ChatRequest,
-    Completion,
     RetryPolicy,
     Sleep,
     StreamDelta,
-    collect,
-    error_for_status,
     redact,
-    stream_with_retries,
 )
+from delegation_machine.engine.inference.http_backend import HttpBackend
 from delegation_machine.engine.inference.openai_compat import read_api_key
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -57,10 +50,8 @@ def parse_anthropic_usage(raw: dict[str, Any]) -> BackendUsage:
     )
 
 
-class AnthropicBackend:
+class AnthropicBackend(HttpBackend):
     """POST {base_url}/v1/messages with stream=true."""
-
-    supports_guided_json = False
 
     def __init__(
         self,
@@ -73,22 +64,16 @@ class AnthropicBackend:
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        self.provider = "anthropic"
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.api_key_env = api_key_env
-        self.retry = retry or RetryPolicy()
-        self.retries_made = 0
-        self._sleep = sleep
-        self._rng = random.Random(0)
-        self._timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        super().__init__(
+            provider="anthropic",
+            model=model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retry=retry,
+            sleep=sleep,
         )
-
-    @property
-    def where(self) -> str:
-        return f"the anthropic backend at {self.base_url}"
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         system = [_block(m) for m in request.messages if m.role == "system"]
@@ -106,61 +91,19 @@ class AnthropicBackend:
             body["system"] = system
         return body
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
-        kwargs: dict[str, Any] = {"on_retry": self._count_retry, "rng": self._rng}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return stream_with_retries(lambda: self._stream_once(request), self.retry, **kwargs)
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        before = self.retries_made
-        completion = await collect(self.stream(request))
-        return msgspec.structs.replace(completion, attempts=1 + self.retries_made - before)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    def _count_retry(self, attempt: int, error: BackendError) -> None:
-        self.retries_made += 1
-
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         key = read_api_key(self.api_key_env)
-        secrets = [key] if key else []
         headers = {"anthropic-version": ANTHROPIC_VERSION}
         if key:
             headers["x-api-key"] = key
-        try:
-            async with self._client.stream(
-                "POST",
-                f"{self.base_url}/v1/messages",
-                json=self.request_body(request),
-                headers=headers,
-            ) as response:
-                if response.status_code != 200:
-                    detail = (await response.aread()).decode("utf-8", "replace")
-                    raise error_for_status(
-                        response.status_code,
-                        redact(detail, secrets),
-                        where=self.where,
-                        provider=self.provider,
-                    )
-                async for delta in self._parse_events(response, secrets):
-                    yield delta
-        except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"{self.where} did not answer within {self._timeout_s:g} s (timeout_s)",
-                provider=self.provider,
-            ) from None
-        except httpx.ConnectError as exc:
-            raise BackendUnavailable(
-                f"{self.where} is not reachable: {redact(str(exc), secrets)}",
-                provider=self.provider,
-            ) from None
-        except httpx.TransportError as exc:
-            raise BackendServerError(
-                f"{self.where} dropped the connection: {redact(str(exc), secrets)}",
-                provider=self.provider,
-            ) from None
+        async for delta in self._post_stream(
+            f"{self.base_url}/v1/messages",
+            self.request_body(request),
+            headers,
+            [key] if key else [],
+            self._parse_events,
+        ):
+            yield delta
 
     async def _parse_events(
         self, response: httpx.Response, secrets: list[str]

@@ -10,7 +10,6 @@ every error message.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,23 +17,17 @@ import httpx
 import msgspec
 
 from delegation_machine.engine.inference.backend import (
-    BackendError,
     BackendProtocolError,
     BackendRefused,
     BackendServerError,
-    BackendTimeout,
-    BackendUnavailable,
     BackendUsage,
     ChatRequest,
-    Completion,
     RetryPolicy,
     Sleep,
     StreamDelta,
-    collect,
-    error_for_status,
     redact,
-    stream_with_retries,
 )
+from delegation_machine.engine.inference.http_backend import HttpBackend
 
 
 def read_api_key(api_key_env: str | None) -> str | None:
@@ -64,7 +57,7 @@ def parse_openai_usage(raw: dict[str, Any] | None, timings: dict[str, Any] | Non
     )
 
 
-class OpenAICompatibleBackend:
+class OpenAICompatibleBackend(HttpBackend):
     """POST {base_url}/chat/completions with stream=true and include_usage."""
 
     def __init__(
@@ -81,24 +74,18 @@ class OpenAICompatibleBackend:
         sleep: Sleep | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.provider = provider
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self.api_key_env = api_key_env
-        self.supports_guided_json = guided_json
-        self.retry = retry or RetryPolicy()
-        self.retries_made = 0
-        self._sleep = sleep
-        self._rng = random.Random(0)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+        super().__init__(
+            provider=provider,
+            model=model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retry=retry,
+            sleep=sleep,
             transport=transport,
         )
-        self._timeout_s = timeout_s
-
-    @property
-    def where(self) -> str:
-        return f"the {self.provider} backend at {self.base_url}"
+        self.supports_guided_json = guided_json
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -116,58 +103,18 @@ class OpenAICompatibleBackend:
             }
         return body
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
-        kwargs: dict[str, Any] = {"on_retry": self._count_retry, "rng": self._rng}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return stream_with_retries(lambda: self._stream_once(request), self.retry, **kwargs)
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        before = self.retries_made
-        completion = await collect(self.stream(request))
-        return msgspec.structs.replace(completion, attempts=1 + self.retries_made - before)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    def _count_retry(self, attempt: int, error: BackendError) -> None:
-        self.retries_made += 1
-
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         key = read_api_key(self.api_key_env)
-        secrets = [key] if key else []
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        url = f"{self.base_url}/chat/completions"
-        try:
-            async with self._client.stream(
-                "POST", url, json=self.request_body(request), headers=headers
-            ) as response:
-                if response.status_code != 200:
-                    detail = (await response.aread()).decode("utf-8", "replace")
-                    raise error_for_status(
-                        response.status_code,
-                        redact(detail, secrets),
-                        where=self.where,
-                        provider=self.provider,
-                    )
-                async for delta in self._parse_sse(response, secrets):
-                    yield delta
-        except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"{self.where} did not answer within {self._timeout_s:g} s (timeout_s)",
-                provider=self.provider,
-            ) from None
-        except httpx.ConnectError as exc:
-            raise BackendUnavailable(
-                f"{self.where} is not reachable: {redact(str(exc), secrets)}. Is the server "
-                "running, and is base_url right?",
-                provider=self.provider,
-            ) from None
-        except httpx.TransportError as exc:
-            raise BackendServerError(
-                f"{self.where} dropped the connection: {redact(str(exc), secrets)}",
-                provider=self.provider,
-            ) from None
+        async for delta in self._post_stream(
+            f"{self.base_url}/chat/completions",
+            self.request_body(request),
+            headers,
+            [key] if key else [],
+            self._parse_sse,
+            unreachable_hint=". Is the server running, and is base_url right?",
+        ):
+            yield delta
 
     async def _parse_sse(
         self, response: httpx.Response, secrets: list[str]
