@@ -957,6 +957,7 @@ class Swarm:
         for rel in restored:
             if not self.state.is_open(rel):
                 self.state.flush(rel)
+            self._schedule_edit_tasks(rel, delay_s=0.0)  # the rolled-back findings go away
         self.ledger.record("task.rolled_back", task_id=record.spec.task_id, paths=restored)
 
     def _escalate(self, record: TaskRecord, reason: str, choices: Sequence[str]) -> None:

@@ -66,6 +66,9 @@ class EditorState:
         self.buffers: dict[str, tuple[str, int]] = {}
         self.task_updates: list[dict[str, Any]] = []
         self.applied_edits: list[types.ApplyWorkspaceEditParams] = []
+        self.diagnostic_history: list[types.Diagnostic] = []
+        self.message_requests: list[types.ShowMessageRequestParams] = []
+        self.answer_message_request: str | None = None  # the title the "user" clicks
         self.changed = asyncio.Condition()
 
     async def notify_changed(self) -> None:
@@ -176,7 +179,18 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     async def publish_diagnostics(params: types.PublishDiagnosticsParams) -> None:
         client.diagnostics[params.uri] = params.diagnostics
+        editor.diagnostic_history.extend(params.diagnostics)
         await editor.notify_changed()
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    async def show_message_request(
+        params: types.ShowMessageRequestParams,
+    ) -> types.MessageActionItem | None:
+        editor.message_requests.append(params)
+        await editor.notify_changed()
+        choice = editor.answer_message_request
+        titles = [a.title for a in params.actions or []]
+        return types.MessageActionItem(title=choice) if choice in titles else None
 
     record_progress = DEFAULT_CLIENT_FEATURES[types.PROGRESS]
 

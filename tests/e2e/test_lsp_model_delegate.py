@@ -36,20 +36,38 @@ def action(tool: str, **fields: object) -> ScriptedTurn:
     return ScriptedTurn(content=json.dumps({"tool": tool, **fields}))
 
 
-@pytest.fixture(scope="module")
-def model_server() -> Iterator[ScriptedServer]:
-    turns = [
-        action("read_file", path=TARGET),
-        action(
-            "propose_edit",
-            path=TARGET,
-            old=SIGNATURE,
-            new=SIGNATURE + DOCSTRING,
-            description="document format_money",
-            uses=[1],
-        ),
-        action("finish", summary="format_money is documented", uses=[2]),
-    ]
+GOOD_TURNS = [
+    action("read_file", path=TARGET),
+    action(
+        "propose_edit",
+        path=TARGET,
+        old=SIGNATURE,
+        new=SIGNATURE + DOCSTRING,
+        description="document format_money",
+        uses=[1],
+    ),
+    action("finish", summary="format_money is documented", uses=[2]),
+]
+HOSTILE_LINE = "    rate = eval(input())\n"
+HOSTILE_ATTEMPT = [
+    action(
+        "propose_edit",
+        path=TARGET,
+        old=SIGNATURE,
+        new=SIGNATURE + HOSTILE_LINE,
+        description="read the rate",
+    ),
+    action("finish", summary="done", uses=[1]),
+]
+
+
+@pytest.fixture
+def turns() -> list[ScriptedTurn]:
+    return GOOD_TURNS
+
+
+@pytest.fixture
+def model_server(turns: list[ScriptedTurn]) -> Iterator[ScriptedServer]:
     server = ScriptedServer(turns).start()
     yield server
     server.stop()
@@ -126,3 +144,63 @@ async def test_natural_language_delegation_runs_the_llm_agent(
     ledger = workspace / ".delegation" / "ledger.sqlite3"
     recorded = b"".join(p.read_bytes() for p in ledger.parent.glob("ledger.sqlite3*"))
     assert SECRET.encode() not in recorded
+
+
+@pytest.mark.parametrize("turns", [HOSTILE_ATTEMPT * 3])  # first try, targeted fix, fresh agent
+async def test_a_change_that_keeps_failing_is_escalated_attributed_and_rolled_back(
+    model_lsp: LanguageClient, workspace: Path, turns: list[ScriptedTurn]
+) -> None:
+    client, editor = model_lsp, model_lsp.editor
+    editor.answer_message_request = "Show the diff"
+    uri = editor.open(workspace / TARGET)
+    original = editor.text(uri)
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="delegation.delegate",
+            arguments=[{"uri": uri, "instruction": "document this module"}],
+        )
+    )
+    task_id = result["taskId"]
+    final = await editor.wait_until(
+        lambda: (
+            editor.task_state(task_id) in ("verified", "failed", "escalated", "cancelled")
+            and editor.task_state(task_id)
+        ),
+        timeout=300,
+    )
+    assert final == "escalated", editor.task_updates
+    request = (await editor.wait_until(lambda: editor.message_requests))[0]
+    assert {"Retry with another agent", "Show the diff", "Abandon"} <= {
+        a.title for a in request.actions or []
+    }
+    shown = await editor.wait_until(
+        lambda: [m for m in client.messages if "dm-eval-exec-nonliteral" in m.message]
+    )
+    assert task_id in shown[0].message  # the user chose "Show the diff"
+    await editor.wait_until(lambda: editor.text(uri) == original)  # rolled back, live
+
+    blamed = [
+        d
+        for d in editor.diagnostic_history
+        if isinstance(d.data, dict) and d.data.get("taskId", "").startswith(task_id)
+    ]
+    assert blamed and "eval" in str(blamed[0].code)
+    related = blamed[0].related_information[0].message
+    assert "task" in related and "agent llm" in related
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=blamed[0].range,
+            context=types.CodeActionContext(diagnostics=[blamed[0]]),
+        )
+    )
+    by_command = {a.command.command: a for a in actions if a.command is not None}
+    assert {"delegation.retry", "delegation.escalate", "delegation.showTask"} <= set(by_command)
+    show = by_command["delegation.showTask"].command
+    text = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=show.command, arguments=show.arguments)
+    )
+    assert "dm-eval-exec-nonliteral" in text["text"]
+    await editor.wait_until(
+        lambda: not [d for d in editor.diagnostics(uri) if "eval" in str(d.code)]
+    )  # the restored file was re-checked: the agent's finding is gone
