@@ -2,5 +2,5 @@
 
 `swarm.Swarm` is the one facade; its parts (ring, schedule, state, supervise, memory, agents,
 inference, economy, ledger) are described in docs/architecture.md. This package never imports
-pygls, lsprotocol or `delegation_machine.server`.
+pygls, lsprotocol or the server package.
 """
