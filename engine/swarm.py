@@ -1024,6 +1024,7 @@ class Swarm:
             max_turns=cfg.max_turns,
             max_validation_retries=cfg.max_validation_retries,
             max_output_tokens=cfg.max_output_tokens,
+            trajectory=self._record_event,
         )
 
     def _context_budget(self, agent_id: str, cap: int) -> int:

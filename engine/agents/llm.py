@@ -39,8 +39,9 @@ from delegation_machine.engine.inference.layout import (
     shared_layout,
 )
 from delegation_machine.engine.inference.session import InferenceSession
+from delegation_machine.engine.memory.timetravel import turn_event
 from delegation_machine.engine.plan.ssa import ReasoningTrace
-from delegation_machine.engine.protocol import Verdict
+from delegation_machine.engine.protocol import Event, Verdict
 
 FOCUS_CONTEXT_LINES = 40
 
@@ -126,8 +127,11 @@ class LLMAgent:
         max_output_tokens: int = 1024,
         trace_window: int = 3,
         layout: Literal["shared", "naive"] = "shared",
+        trajectory: Callable[[Event], None] | None = None,
     ) -> None:
         self.agent_id = agent_id
+        # Each action and observation as an "agent.turn" event (episodic memory, time travel).
+        self.trajectory = trajectory
         self.session = (
             backend if isinstance(backend, InferenceSession) else InferenceSession(backend)
         )
@@ -144,6 +148,7 @@ class LLMAgent:
         self.trace_window = trace_window
         self.layout = layout
         self.last_stats: RunStats | None = None
+        self._turn = 0
 
     def prefix_for(self, work: AgentWork) -> SharedPrefix:
         return self.prefixes.prefix_for(
@@ -173,6 +178,7 @@ class LLMAgent:
 
     async def _loop(self, work: AgentWork, toolbox: AgentToolbox) -> AgentResult:
         prefix, delta = self.prefix_for(work), render_delta(work)
+        self._turn = 0
         trace = ReasoningTrace()
         edit_steps: list[int] = []
         usage = TokenUsage()
@@ -207,6 +213,10 @@ class LLMAgent:
                 validated.usage.output_tokens,
             )
             action = validated.value
+            tool = action.__struct_config__.tag or "action"
+            self._record_turn(
+                work, "assistant", _describe(action), tool, validated.usage.output_tokens
+            )
             if isinstance(action, Finish):
                 timings.append(TurnTiming(model_s, time.perf_counter() - turn_start - model_s))
                 self.last_stats = RunStats(tuple(timings), pruned, retries)
@@ -216,8 +226,9 @@ class LLMAgent:
                     notes=action.summary,
                 )
             observation = await toolbox.execute(action)
+            self._record_turn(work, "tool", observation, tool, 0)
             step = trace.add(
-                action.__struct_config__.tag or "action",
+                tool,
                 _describe(action),
                 uses=[u for u in action.uses if u in trace],
                 value=observation,
@@ -229,6 +240,24 @@ class LLMAgent:
         raise AgentFailure(
             f"agent {self.agent_id} did not finish task {work.task_id} within {self.max_turns} "
             "turns (inference.max_turns); its proposed edits were not applied"
+        )
+
+    def _record_turn(
+        self, work: AgentWork, role: str, content: str, tool: str, tokens: int
+    ) -> None:
+        if self.trajectory is None:
+            return
+        self._turn += 1
+        self.trajectory(
+            turn_event(
+                task_id=work.task_id,
+                agent_id=self.agent_id,
+                turn=self._turn,
+                role=role,
+                content=content,
+                tokens=tokens,
+                tool=str(tool),
+            )
         )
 
     def _messages(

@@ -144,6 +144,24 @@ async def test_natural_language_delegation_runs_the_llm_agent(
     ledger = workspace / ".delegation" / "ledger.sqlite3"
     recorded = b"".join(p.read_bytes() for p in ledger.parent.glob("ledger.sqlite3*"))
     assert SECRET.encode() not in recorded
+    import sqlite3
+
+    turns = (
+        sqlite3.connect(ledger)
+        .execute(
+            "SELECT json_extract(payload, '$.role'), json_extract(payload, '$.tool') FROM events"
+            " WHERE kind = 'agent.turn' AND task_id LIKE ? ORDER BY seq",
+            (f"{task_id}%",),
+        )
+        .fetchall()
+    )
+    assert turns == [
+        ("assistant", "read_file"),
+        ("tool", "read_file"),
+        ("assistant", "propose_edit"),
+        ("tool", "propose_edit"),
+        ("assistant", "finish"),
+    ]  # the trajectory, for time travel
 
 
 @pytest.mark.parametrize("turns", [HOSTILE_ATTEMPT * 3])  # first try, targeted fix, fresh agent
