@@ -59,7 +59,8 @@ from delegation_machine.engine.verdict_cache import VerdictCache
 log = logging.getLogger(__name__)
 
 EDIT_PLAN = "edit"  # plan id of the check/index tasks that user edits publish
-SUPERVISOR = "builtin:supervisor"
+SUPERVISOR = "builtin:supervisor"  # the deterministic checkers, as a peer of the agents
+USER_PEER = "user"  # the person at the editor, a peer who rates agents by rejecting their work
 # Instructions that match a deterministic plan template (engine/plan/templates.py).
 MODEL_TEMPLATE_TITLES = (
     "write tests for this function",
@@ -1168,8 +1169,12 @@ class Swarm:
             await self.cancel(task_id)
         restored: set[str] = set()
         for sub_id in plan.task_ids:
-            for rel in self.state.reject_task(sub_id):
-                restored.add(rel)
+            changed = self.state.reject_task(sub_id)
+            restored.update(changed)
+            agent = self._tasks[sub_id].agent
+            if changed and agent and agent != SUPERVISOR:
+                # The user undid this agent's work: its change broke what the user wanted.
+                self.economy.record_breakage(agent, USER_PEER)
         for rel in restored:
             if not self.state.is_open(rel):
                 self.state.flush(rel)

@@ -99,10 +99,13 @@ async def test_reject_undoes_only_that_task(workspace: Path) -> None:
         assert (workspace / rel).read_text(encoding="utf-8") != before
         assert await swarm.reject(plan_id) == TaskState.REJECTED
         text_after_reject = swarm.state.read(rel)[0]
+        standings = swarm.economy.summary()
     finally:
         await swarm.stop()
     assert text_after_reject == before
     assert (workspace / rel).read_text(encoding="utf-8") == before
+    fixer = next(a for a in standings if a.agent_id.startswith("builtin:fix"))
+    assert fixer.breakages_caused == 1  # the user's rejection counts against the agent
 
 
 async def test_edits_publish_check_tasks_whose_findings_become_diagnostics(
