@@ -52,7 +52,8 @@ def _camel_to_snake(key: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
-def _normalise(settings: Mapping[str, Any]) -> dict[str, Any]:
+def normalise_keys(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Editor settings use camelCase; the configuration file and SwarmConfig snake_case."""
     return {_camel_to_snake(k): v for k, v in settings.items()}
 
 
@@ -62,11 +63,11 @@ def load_config(root: Path, editor_settings: Mapping[str, Any] | None = None) ->
     config_file = root / STATE_DIR_NAME / "config.toml"
     if config_file.is_file():
         try:
-            merged.update(_normalise(tomllib.loads(config_file.read_text(encoding="utf-8"))))
+            merged.update(normalise_keys(tomllib.loads(config_file.read_text(encoding="utf-8"))))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
     if editor_settings:
-        merged.update(_normalise(editor_settings))
+        merged.update(normalise_keys(editor_settings))
     return parse_config(merged, source=str(config_file) if config_file.is_file() else "settings")
 
 

@@ -306,6 +306,8 @@ class Swarm:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.checks.aclose()
+        if self.backend is not None:
+            await self.backend.aclose()
         self.state.flush_all()
         self.ledger.record("swarm.stopped")
         self.ledger.close()
@@ -1245,11 +1247,13 @@ class Swarm:
 
     def update_settings(self, settings: Mapping[str, Any]) -> None:
         """Apply changed editor settings; the worker count takes effect on the next start."""
-        from delegation_machine.engine.config import parse_config
+        from delegation_machine.engine.config import normalise_keys, parse_config
 
-        merged = {**msgspec.to_builtins(self.config), **settings}
+        merged = {**msgspec.to_builtins(self.config), **normalise_keys(settings)}
         self.config = parse_config(merged)
-        self.backend = self._create_backend()
+        previous, self.backend = self.backend, self._create_backend()
+        if previous is not None:  # its HTTP client would otherwise stay open
+            self.spawn(previous.aclose(), name="close-replaced-backend")
         self.ledger.record("config.changed", keys=sorted(settings))
 
     def model_templates(self) -> list[str]:

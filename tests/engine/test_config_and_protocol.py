@@ -57,3 +57,18 @@ def test_redact_and_scrubbed_environment() -> None:
     secrets = ["ant-secret-value-123", "ghp_abcdefgh"]
     assert redact({"a": ["x ant-secret-value-123 y"]}, secrets) == {"a": ["x [redacted] y"]}
     assert scrubbed_environment(env) == {"PATH": "/bin"}
+
+
+async def test_changed_editor_settings_apply_to_a_running_swarm(tmp_path: Path) -> None:
+    from delegation_machine.engine.swarm import Swarm
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    swarm = Swarm(tmp_path, watch=False)
+    await swarm.start()
+    try:
+        swarm.update_settings({"checkDebounceMs": 25, "checkLevel": "full"})
+        assert (swarm.config.check_debounce_ms, swarm.config.check_level) == (25, "full")
+        with pytest.raises(ConfigError, match="check_level"):
+            swarm.update_settings({"checkLevel": "paranoid"})
+    finally:
+        await swarm.stop()
