@@ -47,7 +47,6 @@ from delegation_machine.engine.protocol import (
     TaskManifest,
     TaskState,
     TaskUpdate,
-    TextEdit,
     Verdict,
 )
 from delegation_machine.engine.ring import RingBuffer
@@ -376,32 +375,15 @@ class Swarm:
         self._schedule_edit_tasks(rel, delay_s=0.0)
         return rel
 
-    def change_document(
-        self,
-        path: str,
-        edits: Sequence[TextEdit] | None,
-        version: int,
-        *,
-        full_text: str | None = None,
-    ) -> str:
-        rel = self.state.resolve(path)
-        self.state.apply_user_change(rel, edits, version, full_text=full_text)
-        self._schedule_edit_tasks(rel, delay_s=self.config.check_debounce_ms / 1000)
-        return rel
-
     def note_user_change(self, rel: str) -> None:
         """The editor bridge applied a user edit to the CRDT: re-check and re-index, debounced."""
         self.workspace_version += 1
         self._schedule_edit_tasks(rel, delay_s=self.config.check_debounce_ms / 1000)
 
-    def save_document(self, path: str) -> str:
+    def recheck(self, path: str) -> str:
+        """The file may differ from what was last checked (opened, saved): check and index it."""
         rel = self.state.resolve(path)
         self._schedule_edit_tasks(rel, delay_s=0.0)
-        return rel
-
-    def close_document(self, path: str) -> str:
-        rel = self.state.resolve(path)
-        self.state.close_document(rel)
         return rel
 
     def _schedule_edit_tasks(self, rel: str, *, delay_s: float) -> None:

@@ -103,7 +103,7 @@ def _register_document_sync(server: DelegationServer) -> None:
         def open_document() -> None:
             rel = ls.rel_path(document.uri)
             ls.bridge.on_did_open(rel, document.text, document.version)
-            ls.require_swarm().open_document(rel, document.text, document.version)
+            ls.require_swarm().recheck(rel)  # the bridge merged the buffer into the CRDT
 
         _guard(ls, f"didOpen {document.uri}", open_document)
 
@@ -126,7 +126,7 @@ def _register_document_sync(server: DelegationServer) -> None:
         _guard(
             ls,
             "didSave",
-            lambda: ls.require_swarm().save_document(ls.rel_path(params.text_document.uri)),
+            lambda: ls.require_swarm().recheck(ls.rel_path(params.text_document.uri)),
         )
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
