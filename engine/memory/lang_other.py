@@ -19,11 +19,11 @@ from delegation_machine.engine.memory.occurrence import (
     Scope,
     ScopeSweep,
     SymbolOccurrence,
+    identifier_occurrence,
     nest_scopes,
     parent_scope,
 )
 from delegation_machine.engine.memory.parsing import ParsedFile, grammar
-from delegation_machine.engine.protocol import Point, Span
 
 _JAVASCRIPT_COMMON = r"""
 (function_declaration name: (identifier) @scope.function) @scope.function.node
@@ -318,15 +318,14 @@ def _occurrences(
             usage = detail
             if detail in ("attribute", "call", "property"):
                 qualifier = _qualifier(node, data)
-        length = len(name)
         result.append(
-            SymbolOccurrence(
-                path=parsed.path,
-                name=name,
-                kind=kind,  # type: ignore[arg-type]
-                start=start,
-                end=start + length,
-                span=Span(Point(row, column), Point(row, column + length)),
+            identifier_occurrence(
+                parsed.path,
+                name,
+                kind,
+                start,
+                row,
+                column,
                 container=container,
                 symbol_kind=symbol_kind,
                 usage=usage,

@@ -14,11 +14,11 @@ from delegation_machine.engine.memory.occurrence import (
     Scope,
     ScopeSweep,
     SymbolOccurrence,
+    identifier_occurrence,
     nest_scopes,
     parent_scope,
 )
 from delegation_machine.engine.memory.parsing import ParsedFile, grammar
-from delegation_machine.engine.protocol import Point, Span
 
 _QUERY_SOURCE = r"""
 (function_definition name: (identifier) @scope.function) @scope.function.node
@@ -317,15 +317,14 @@ def _occurrences(
             symbol_kind = detail
         else:
             usage = detail
-        length = len(name)
         result.append(
-            SymbolOccurrence(
-                path=parsed.path,
-                name=name,
-                kind=kind,  # type: ignore[arg-type]
-                start=start,
-                end=start + length,
-                span=Span(Point(row, column), Point(row, column + length)),
+            identifier_occurrence(
+                parsed.path,
+                name,
+                kind,
+                start,
+                row,
+                column,
                 container=container,
                 symbol_kind=symbol_kind,
                 usage=usage,

@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from delegation_machine.engine.protocol import Span
+from delegation_machine.engine.protocol import Point, Span
 
 OccurrenceKind = Literal["definition", "reference", "import"]
 
@@ -42,6 +42,40 @@ class SymbolOccurrence(msgspec.Struct, frozen=True, gc=False):
     qualifier: str | None = None
     target: str | None = None
     language: str = "python"
+
+
+def identifier_occurrence(
+    path: str,
+    name: str,
+    kind: str,
+    start: int,
+    row: int,
+    column: int,
+    *,
+    container: str | None,
+    symbol_kind: str | None,
+    usage: str | None,
+    qualifier: str | None,
+    target: str | None,
+    language: str,
+) -> SymbolOccurrence:
+    """The occurrence of one identifier token at code-point `start` (row, column); identifiers
+    never span lines, so its end is `len(name)` further on the same line."""
+    end_column = column + len(name)
+    return SymbolOccurrence(
+        path=path,
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        start=start,
+        end=start + len(name),
+        span=Span(Point(row, column), Point(row, end_column)),
+        container=container,
+        symbol_kind=symbol_kind,
+        usage=usage,
+        qualifier=qualifier,
+        target=target,
+        language=language,
+    )
 
 
 class Scope(msgspec.Struct, frozen=True, gc=False):
