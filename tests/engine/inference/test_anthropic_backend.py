@@ -9,8 +9,7 @@ import pytest
 from delegation_machine.engine.inference.anthropic import AnthropicBackend
 from delegation_machine.engine.inference.backend import BackendRefused, ChatMessage, ChatRequest
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
-
-from .conftest import RecordingSleep
+from tests.engine.model_doubles import RecordingSleep
 
 
 def _request(task: str) -> ChatRequest:

@@ -18,8 +18,7 @@ from delegation_machine.engine.inference.backend import (
 )
 from delegation_machine.engine.inference.openai_compat import OpenAICompatibleBackend
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
-
-from .conftest import RecordingSleep
+from tests.engine.model_doubles import RecordingSleep
 
 Start = Callable[..., ScriptedServer]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from delegation_machine.engine.a2a import package_for_task
 from delegation_machine.engine.agents.base import AgentWork, FileVersion
-from delegation_machine.engine.inference.scripted import Responder, ScriptedServer, ScriptedTurn
 from delegation_machine.engine.memory.symbols import SymbolIndex
 from delegation_machine.engine.protocol import DelegationRequest, Point, Span, Verdict
 from delegation_machine.engine.supervise.checks import syntax_verdict
@@ -24,14 +23,6 @@ def double(x):
 '''
 
 
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     (tmp_path / "calc.py").write_text(CALC, encoding="utf-8")
@@ -44,20 +35,6 @@ def index(workspace: Path) -> SymbolIndex:
     built = SymbolIndex(workspace)
     built.build()
     return built
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[..., ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def start(turns: Sequence[ScriptedTurn] | Responder, **kwargs: object) -> ScriptedServer:
-        server = ScriptedServer(turns, **kwargs).start()  # type: ignore[arg-type]
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def make_work(

@@ -17,8 +17,9 @@ from delegation_machine.engine.inference.openai_compat import OpenAICompatibleBa
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
 from delegation_machine.engine.inference.session import InferenceSession
 from delegation_machine.engine.memory.symbols import SymbolIndex
+from tests.engine.model_doubles import RecordingSleep
 
-from .conftest import CALC, RecordingSleep, make_work, syntax_checker
+from .conftest import CALC, make_work, syntax_checker
 
 Start = Callable[..., ScriptedServer]
 

@@ -15,8 +15,9 @@ from delegation_machine.engine.agents.llm import LLMAgent
 from delegation_machine.engine.inference.config import create_session, load_backend_config
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
 from delegation_machine.engine.memory.symbols import SymbolIndex
+from tests.engine.model_doubles import RecordingSleep
 
-from .conftest import RecordingSleep, make_work
+from .conftest import make_work
 
 SECRET = "sk-live-DM7f3e9a2b1c4d5e6f"
 
