@@ -74,14 +74,11 @@ class VerdictCache:
         self._max_entries = max_entries
         self._done: dict[CacheKey, list[Verdict]] = {}
         self._running: dict[CacheKey, asyncio.Future[list[Verdict]]] = {}
-        self.runs = 0
-        self.hits = 0
 
     def prefetch(self, files: Mapping[str, str]) -> None:
         """Start one batched run for every file not cached or running (returns at once)."""
         keys = {path: content_key(path, text) for path, text in files.items()}
         missing = [p for p in files if keys[p] not in self._done and keys[p] not in self._running]
-        self.hits += len(files) - len(missing)
         if missing:
             self._start_run({p: files[p] for p in missing}, {p: keys[p] for p in missing})
 
@@ -101,7 +98,6 @@ class VerdictCache:
         loop = asyncio.get_running_loop()
         futures = {keys[p]: loop.create_future() for p in files}
         self._running.update(futures)
-        self.runs += 1
 
         async def run() -> None:
             try:
