@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 	ln -sfn $(CURDIR)/engine build/typecheck/delegation_machine/engine
 	ln -sfn $(CURDIR)/server build/typecheck/delegation_machine/server
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
-		-p delegation_machine.engine
+		-p delegation_machine.engine -p delegation_machine.server
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -57,33 +57,39 @@ def build_server() -> LanguageServer:
     def bridge() -> EditBridge:
         if "bridge" not in session:
             root = Path(uris.to_fs_path(server.workspace.root_uri) or ".")
-            state = WorkspaceState(root, persist=False)
+            state = session["state"] = WorkspaceState(root, persist=False)
             session["bridge"] = EditBridge(
                 server.workspace_apply_edit_async,
                 state,
                 lambda rel: uris.from_fs_path(str(root / rel)) or "",
                 server.workspace.position_encoding,
             )
+            state.subscribe(session["bridge"].on_text_changed)
         found: EditBridge = session["bridge"]
         return found
+
+    def shared() -> WorkspaceState:
+        bridge()
+        state: WorkspaceState = session["state"]
+        return state
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         document = params.text_document
-        rel = bridge().state.resolve(uris.to_fs_path(document.uri) or "")
+        rel = shared().resolve(uris.to_fs_path(document.uri) or "")
         bridge().on_did_open(rel, document.text, document.version)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: LanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         document = params.text_document
-        rel = bridge().state.resolve(uris.to_fs_path(document.uri) or "")
+        rel = shared().resolve(uris.to_fs_path(document.uri) or "")
         bridge().on_did_change(rel, params.content_changes, document.version)
 
     @server.command(RUN)
     async def run(ls: LanguageServer, args: dict[str, Any]) -> dict[str, Any]:
         if args["mode"] == "baseline":
             return await drive_baseline(ls, args)
-        return await drive_agents(bridge(), args)
+        return await drive_agents(bridge(), shared(), args)
 
     return server
 
@@ -110,8 +116,9 @@ def line_edit(text: str, line: int, payload: str) -> TextEdit:
     return TextEdit(value_start, value_end, payload)
 
 
-async def drive_agents(bridge: EditBridge, args: dict[str, Any]) -> dict[str, Any]:
-    state = bridge.state
+async def drive_agents(
+    bridge: EditBridge, state: WorkspaceState, args: dict[str, Any]
+) -> dict[str, Any]:
     agents = int(args.get("agents", 1))
     agent_lines = LINES - 1 if args.get("keep_last_line") else LINES
     commit_ns: list[int] = []

@@ -18,6 +18,10 @@ import msgspec
 T = TypeVar("T")
 
 
+class DelegationError(Exception):
+    """A request the swarm cannot take; the message says why and what to do instead."""
+
+
 class ProtocolError(ValueError):
     """Untrusted input did not match its schema; `path` is the JSON path of the fault."""
 
@@ -143,6 +147,9 @@ class TaskState(enum.StrEnum):
     CANCELLED = "cancelled"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    # A task that is not a delegated change (an index or edit-check task, or a task run by a
+    # bare dispatcher) ran to completion: there is no change to verify.
+    DONE = "done"
 
     @property
     def finished(self) -> bool:
@@ -156,6 +163,7 @@ _FINISHED = {
     TaskState.CANCELLED,
     TaskState.ACCEPTED,
     TaskState.REJECTED,
+    TaskState.DONE,
 }
 
 

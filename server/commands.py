@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from delegation_machine.engine.protocol import ProtocolError, convert
+from delegation_machine.engine.supervise.diagnostics import TaskActionName
 
 DELEGATE = "delegation.delegate"
 CANCEL = "delegation.cancel"
@@ -21,6 +22,12 @@ RETRY = "delegation.retry"
 ESCALATE = "delegation.escalate"
 SHOW_TASK = "delegation.showTask"
 ALL_COMMANDS = (DELEGATE, CANCEL, ACCEPT, REJECT, STATUS, RETRY, ESCALATE, SHOW_TASK)
+# The engine's actions on a finding a task introduced (supervise/diagnostics.py) as commands.
+TASK_ACTION_COMMANDS: dict[TaskActionName, str] = {
+    "retry": RETRY,
+    "escalate": ESCALATE,
+    "show": SHOW_TASK,
+}
 TASK_UPDATED = "delegation/taskUpdated"
 
 

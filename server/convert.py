@@ -1,7 +1,8 @@
 """The one place where engine types become LSP types and back.
 
-Owns Finding -> Diagnostic, LSP Range -> engine Span, TaskUpdate -> the
-`delegation/taskUpdated` payload, and DelegateArguments -> DelegationRequest. Columns are
+Owns Finding -> Diagnostic (placed on the client's text when it differs from the checked
+one), LSP Range -> engine Span, TaskUpdate -> the `delegation/taskUpdated` payload, the
+`delegation.status` payload, and DelegateArguments -> DelegationRequest. Columns are
 converted between code points and the negotiated position encoding by `server.positions`.
 """
 
@@ -20,7 +21,9 @@ from delegation_machine.engine.protocol import (
     TaskUpdate,
     Verdict,
 )
+from delegation_machine.engine.state.textdiff import diff_edits, map_position
 from delegation_machine.engine.supervise.diagnostics import TaskDiagnostic
+from delegation_machine.engine.swarm import SwarmStatus
 from delegation_machine.server import positions
 from delegation_machine.server.commands import DelegateArguments, WireRange
 
@@ -66,6 +69,35 @@ def range_to_span(wire: WireRange | types.Range, text: str, encoding: str) -> Sp
     return Span(
         to_point(wire.start.line, wire.start.character), to_point(wire.end.line, wire.end.character)
     )
+
+
+def relocate_findings(
+    findings: tuple[Finding, ...], checked_text: str, client_text: str
+) -> list[tuple[Finding, Finding]]:
+    """(finding, the same finding placed on `client_text`) for findings on `checked_text`.
+
+    Positions move through the difference of the two texts: text typed before a finding
+    pushes it on, text inserted at its end does not widen it, a deleted finding shrinks to
+    where its text was.
+    """
+    if checked_text == client_text:
+        return [(f, f) for f in findings]
+    change = diff_edits(checked_text, client_text)
+    checked, client = positions.LineIndex(checked_text), positions.LineIndex(client_text)
+
+    def moved(point: Point, *, after_inserts: bool) -> int:
+        offset = checked.offset_of(point.line, point.column, "utf-32")
+        return map_position(offset, change, after_inserts=after_inserts)
+
+    placed = []
+    for finding in findings:
+        start = moved(finding.span.start, after_inserts=True)
+        end = max(start, moved(finding.span.end, after_inserts=False))
+        span = Span(
+            Point(*client.position_of(start, "utf-32")), Point(*client.position_of(end, "utf-32"))
+        )
+        placed.append((finding, msgspec.structs.replace(finding, span=span)))
+    return placed
 
 
 def finding_to_diagnostic(
@@ -141,6 +173,18 @@ def task_updated_payload(update: TaskUpdate) -> dict[str, Any]:
     }
 
 
-def to_wire(value: Any) -> Any:
-    """Engine structs as plain JSON-ready values (for `delegation.status`)."""
-    return msgspec.to_builtins(value)
+def status_payload(status: SwarmStatus) -> dict[str, Any]:
+    """`delegation.status`: the swarm's status as JSON, plans keyed by their `taskId`."""
+    payload: dict[str, Any] = msgspec.to_builtins(status)
+    payload["plans"] = [
+        {
+            "taskId": plan.plan_id,
+            "kind": plan.kind,
+            "state": plan.state,
+            "instruction": plan.instruction,
+            "tasks": plan.tasks,
+            "message": plan.message,
+        }
+        for plan in status.plans
+    ]
+    return payload

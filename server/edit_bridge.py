@@ -1,14 +1,17 @@
 """EditBridge: keeps each open editor buffer and the CodeCRDT converged.
 
 Owns a model of every open buffer (`ClientBuffer`: the text and LSP version the client has),
-exactly updated from didOpen/didChange. Agent, disk and reject changes to an open document
-are pushed as `workspace/applyEdit` with `documentChanges` (a versioned TextDocumentEdit, in
-the negotiated position encoding), derived from the difference between the client's buffer and
-the CRDT. Invariants: at most one applyEdit in flight per document; the client's echo (the
-didChange that applies our own edit) is recognised by version and resulting text and never
-applied twice; a user edit made while our edit was in flight is rebased onto the CRDT text
-(only characters the user saw are deleted; every typed character lands); on `applied: false`
-or a moved version the edit is re-derived and retried. Runs on the server's event loop.
+exactly updated from didOpen/didChange, which it hands to the engine's document intake as one
+call per event. Agent, disk and reject changes to an open document (`on_text_changed`, from the
+engine's notice stream) are pushed as `workspace/applyEdit` with `documentChanges` (a
+versioned TextDocumentEdit, in the negotiated position encoding), derived from the difference
+between the client's buffer and the CRDT. `when_delivered` runs a callback once the client
+holds what was pushed, so diagnostics are never placed on a text the client lacks.
+Invariants: at most one applyEdit in flight per document; the client's echo (the didChange
+that applies our own edit) is recognised by version and resulting text and never applied
+twice; a user edit made while our edit was in flight is rebased onto the CRDT text (only
+characters the user saw are deleted; every typed character lands); on `applied: false` or a
+moved version the edit is re-derived and retried. Runs on the server's event loop.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from lsprotocol import types
 
 from delegation_machine.engine.protocol import TextEdit
-from delegation_machine.engine.state import USER_ORIGIN, FileRefused, TextChange, WorkspaceState
+from delegation_machine.engine.state import USER_ORIGIN, FileRefused, TextChange
 from delegation_machine.engine.state.textdiff import (
     ChangeComposer,
     apply_edits,
@@ -37,7 +40,25 @@ log = logging.getLogger(__name__)
 SendApplyEdit = Callable[
     [types.ApplyWorkspaceEditParams], Awaitable[types.ApplyWorkspaceEditResult]
 ]
-ContentChange = Any  # lsprotocol TextDocumentContentChangeEvent (partial or whole document)
+ContentChange = types.TextDocumentContentChangeEvent  # a range edit or the whole document
+Delivered = Callable[[str | None], None]  # called with the client's text (None: not open)
+
+
+class SharedDocuments(Protocol):
+    """The engine's side of document sync (the swarm's intake, or a bare WorkspaceState)."""
+
+    def resolve(self, path: str, /) -> str: ...
+
+    def read(self, rel: str, /) -> tuple[str, int]: ...
+
+    def open_document(self, rel: str, text: str, version: int, /) -> TextChange | None: ...
+
+    def apply_user_change(
+        self, rel: str, edits: Sequence[TextEdit], version: int, /
+    ) -> TextChange | None: ...
+
+    def close_document(self, rel: str, /) -> None: ...
+
 
 EDIT_LABEL = "Delegation Machine"
 MAX_COMPOSED_PIECES = 4096
@@ -66,6 +87,7 @@ class ClientBuffer:
     # cheaper than diffing when many agent edits pile up between two applyEdits
     outgoing: ChangeComposer | None = None
     outgoing_base: str | None = None
+    delivered: list[Delivered] = field(default_factory=list)  # waiting for the push to end
 
 
 @dataclass
@@ -81,12 +103,12 @@ class BridgeStatistics:
 
 class EditBridge:
     """Editor buffers <-> CodeCRDT. The server's document handlers call `on_did_open`,
-    `on_did_change` and `on_did_close`; the bridge itself subscribes to the state."""
+    `on_did_change` and `on_did_close`; its notice handler calls `on_text_changed`."""
 
     def __init__(
         self,
         send_apply_edit: SendApplyEdit,
-        state: WorkspaceState,
+        documents: SharedDocuments,
         uri_for: Callable[[str], str],
         position_encoding: object = "utf-16",
         *,
@@ -94,7 +116,7 @@ class EditBridge:
         echo_timeout_s: float = 5.0,
     ) -> None:
         self._send_apply_edit = send_apply_edit
-        self.state = state
+        self.documents = documents
         self._uri_for = uri_for
         self.position_encoding: PositionEncoding = normalize_encoding(position_encoding)
         self._max_attempts = max_attempts
@@ -103,16 +125,15 @@ class EditBridge:
         self._idle = asyncio.Event()
         self._idle.set()
         self.statistics = BridgeStatistics()
-        self._unsubscribe = state.subscribe(self._on_state_change)
 
     # --- called by the server's handlers ---------------------------------------------------
 
     def on_did_open(self, rel: str, text: str, version: int) -> None:
         """didOpen: register the buffer, merge it into the CRDT (peer "user"), and push
         whatever the CRDT holds that the buffer lacks (e.g. unsaved agent edits)."""
-        rel = self.state.resolve(rel)
+        rel = self.documents.resolve(rel)
         try:
-            self.state.open_document(rel, text, version)
+            self.documents.open_document(rel, text, version)
         except FileRefused as exc:  # e.g. a huge log file: the editor keeps it, we do not
             log.info("not tracking %s: %s", rel, exc.reason)
             return
@@ -126,7 +147,7 @@ class EditBridge:
         """didChange: returns the user's edits as applied to the CRDT (against the CRDT text
         before each), or None when this was the echo of our own applyEdit (or the document is
         not tracked)."""
-        rel = self.state.resolve(rel)
+        rel = self.documents.resolve(rel)
         buffer = self._buffers.get(rel)
         if buffer is None:
             log.debug("didChange for %s, which is not tracked", rel)
@@ -155,32 +176,41 @@ class EditBridge:
             # already did); release the push so it re-derives from this buffer
             buffer.pending = None
             pending.echoed.set()
-        if self.state.read(rel)[0] != buffer.text:
+        if self.documents.read(rel)[0] != buffer.text:
             self._schedule_push(buffer)
         return applied
 
     def on_did_close(self, rel: str) -> None:
-        rel = self.state.resolve(rel)
+        rel = self.documents.resolve(rel)
         buffer = self._buffers.pop(rel, None)
-        if buffer is not None and buffer.push_task is not None:
-            buffer.push_task.cancel()
-        self.state.close_document(rel)
+        if buffer is not None:
+            if buffer.push_task is not None:
+                buffer.push_task.cancel()
+            self._run_delivered(buffer, None)
+        self.documents.close_document(rel)
         self._update_idle()
-
-    def set_position_encoding(self, encoding: object) -> None:
-        self.position_encoding = normalize_encoding(encoding)
 
     def client_text(self, rel: str) -> str | None:
         """The bridge's model of the client's buffer (None if not open)."""
-        buffer = self._buffers.get(self.state.resolve(rel))
+        buffer = self._buffers.get(self.documents.resolve(rel))
         return buffer.text if buffer is not None else None
+
+    def when_delivered(self, rel: str, callback: Delivered) -> None:
+        """Call `callback(client_text)` once no edit to `rel` is on its way to the client: at
+        once when none is, else when the current push ends (converged, given up or closed)."""
+        buffer = self._buffers.get(rel)
+        if buffer is None:
+            callback(None)
+        elif buffer.push_task is None or buffer.push_task.done():
+            callback(buffer.text)
+        else:
+            buffer.delivered.append(callback)
 
     async def wait_idle(self) -> None:
         """Wait until no applyEdit is pending or scheduled (tests and benchmarks)."""
         await self._idle.wait()
 
     def close(self) -> None:
-        self._unsubscribe()
         for buffer in self._buffers.values():
             if buffer.push_task is not None:
                 buffer.push_task.cancel()
@@ -189,7 +219,8 @@ class EditBridge:
 
     # --- CRDT -> editor ----------------------------------------------------------------------
 
-    def _on_state_change(self, change: TextChange) -> None:
+    def on_text_changed(self, change: TextChange) -> None:
+        """A committed CRDT change: push agent, disk and reject changes of open buffers."""
         if not change.is_open or change.origin == USER_ORIGIN:
             return
         buffer = self._buffers.get(change.path)
@@ -204,19 +235,27 @@ class EditBridge:
         if buffer.push_task is not None and not buffer.push_task.done():
             buffer.repush = True  # the running push re-derives before it stops
             return
-        if self.state.read(buffer.rel)[0] == buffer.text:
+        if self.documents.read(buffer.rel)[0] == buffer.text:
             return
         self._idle.clear()
         task = asyncio.get_running_loop().create_task(
             self._push_until_converged(buffer), name=f"applyEdit {buffer.rel}"
         )
         buffer.push_task = task
-        task.add_done_callback(self._push_finished)
+        task.add_done_callback(lambda done: self._push_finished(buffer, done))
 
-    def _push_finished(self, task: asyncio.Task[None]) -> None:
+    def _push_finished(self, buffer: ClientBuffer, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("pushing edits failed", exc_info=task.exception())
+        if self._buffers.get(buffer.rel) is buffer:
+            self._run_delivered(buffer, buffer.text)
         self._update_idle()
+
+    @staticmethod
+    def _run_delivered(buffer: ClientBuffer, text: str | None) -> None:
+        callbacks, buffer.delivered = buffer.delivered, []
+        for callback in callbacks:
+            callback(text)
 
     def _update_idle(self) -> None:
         busy = any(
@@ -229,7 +268,7 @@ class EditBridge:
         failures = 0
         while self._buffers.get(buffer.rel) is buffer:
             buffer.repush = False
-            server_text = self.state.read(buffer.rel)[0]
+            server_text = self.documents.read(buffer.rel)[0]
             if server_text == buffer.text:
                 return
             applied = await self._push_once(buffer, server_text)
@@ -355,12 +394,12 @@ class EditBridge:
         applied: list[TextEdit] = []
         client_text = buffer.text
         for edits in steps:
-            server_text = self.state.read(buffer.rel)[0]
+            server_text = self.documents.read(buffer.rel)[0]
             landed = edits
             if server_text != client_text:
                 landed = rebase_edits(edits, diff_edits(client_text, server_text))
                 self.statistics.rebased_user_changes += 1
-            self.state.apply_user_change(buffer.rel, landed, version)
+            self.documents.apply_user_change(buffer.rel, landed, version)
             applied.extend(landed)
             client_text = apply_edits(client_text, edits)
         self.statistics.user_changes += 1
@@ -387,14 +426,16 @@ def expressible_edits(text: str, edits: Sequence[TextEdit]) -> list[TextEdit]:
     return widened
 
 
-def _edit_signature(edits: Sequence[Any]) -> frozenset[tuple[int, int, int, int, str]]:
+def _edit_signature(
+    edits: Sequence[types.TextEdit | types.AnnotatedTextEdit | types.SnippetTextEdit],
+) -> frozenset[tuple[int, int, int, int, str]]:
     return frozenset(
         (
             e.range.start.line,
             e.range.start.character,
             e.range.end.line,
             e.range.end.character,
-            e.new_text,
+            e.snippet.value if isinstance(e, types.SnippetTextEdit) else e.new_text,
         )
         for e in edits
     )

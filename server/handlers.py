@@ -15,7 +15,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
-from delegation_machine.engine.swarm import DelegationError
+from delegation_machine.engine.protocol import DelegationError
+from delegation_machine.engine.supervise.diagnostics import TASK_ACTIONS
 from delegation_machine.server import commands, convert
 from delegation_machine.server.server import DelegationServer, WorkspaceError
 
@@ -95,30 +96,31 @@ def _guard(ls: DelegationServer, what: str, call: Callable[[], Any]) -> None:
 
 
 def _register_document_sync(server: DelegationServer) -> None:
+    """One engine entry per event: the bridge models the buffer and hands the change on."""
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls: DelegationServer, params: types.DidOpenTextDocumentParams) -> None:
         await ls.swarm_ready.wait()
         document = params.text_document
-
-        def open_document() -> None:
-            rel = ls.rel_path(document.uri)
-            ls.bridge.on_did_open(rel, document.text, document.version)
-            ls.require_swarm().recheck(rel)  # the bridge merged the buffer into the CRDT
-
-        _guard(ls, f"didOpen {document.uri}", open_document)
+        _guard(
+            ls,
+            f"didOpen {document.uri}",
+            lambda: ls.require_bridge().on_did_open(
+                ls.rel_path(document.uri), document.text, document.version
+            ),
+        )
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     async def did_change(ls: DelegationServer, params: types.DidChangeTextDocumentParams) -> None:
         await ls.swarm_ready.wait()
         document = params.text_document
-
-        def change_document() -> None:
-            rel = ls.rel_path(document.uri)
-            user_edits = ls.bridge.on_did_change(rel, params.content_changes, document.version)
-            if user_edits is not None:
-                ls.require_swarm().note_user_change(rel)
-
-        _guard(ls, f"didChange {document.uri}", change_document)
+        _guard(
+            ls,
+            f"didChange {document.uri}",
+            lambda: ls.require_bridge().on_did_change(
+                ls.rel_path(document.uri), params.content_changes, document.version
+            ),
+        )
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: DelegationServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -126,17 +128,17 @@ def _register_document_sync(server: DelegationServer) -> None:
         _guard(
             ls,
             "didSave",
-            lambda: ls.require_swarm().recheck(ls.rel_path(params.text_document.uri)),
+            lambda: ls.require_swarm().documents.recheck(ls.rel_path(params.text_document.uri)),
         )
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     async def did_close(ls: DelegationServer, params: types.DidCloseTextDocumentParams) -> None:
         await ls.swarm_ready.wait()
-
-        def close_document() -> None:
-            ls.bridge.on_did_close(ls.rel_path(params.text_document.uri))
-
-        _guard(ls, "didClose", close_document)
+        _guard(
+            ls,
+            "didClose",
+            lambda: ls.require_bridge().on_did_close(ls.rel_path(params.text_document.uri)),
+        )
 
 
 # --- code actions ---------------------------------------------------------------------------
@@ -165,13 +167,6 @@ def _range_json(range_: types.Range) -> dict[str, Any]:
     }
 
 
-TASK_ACTIONS = (
-    ("Retry", commands.RETRY),
-    ("Escalate", commands.ESCALATE),
-    ("Show task", commands.SHOW_TASK),
-)
-
-
 def _task_actions(task_id: str, diagnostic: types.Diagnostic) -> list[types.CodeAction]:
     """Retry / Escalate / Show task, on a finding a task's change introduced."""
     return [
@@ -179,9 +174,13 @@ def _task_actions(task_id: str, diagnostic: types.Diagnostic) -> list[types.Code
             title=f"{title} task {task_id}",
             kind=types.CodeActionKind.QuickFix,
             diagnostics=[diagnostic],
-            command=types.Command(title=title, command=command, arguments=[{"taskId": task_id}]),
+            command=types.Command(
+                title=title,
+                command=commands.TASK_ACTION_COMMANDS[action],
+                arguments=[{"taskId": task_id}],
+            ),
         )
-        for title, command in TASK_ACTIONS
+        for title, action in TASK_ACTIONS
     ]
 
 
@@ -341,7 +340,7 @@ def _register_commands(server: DelegationServer) -> None:
     @server.command(commands.STATUS)
     async def status(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
         await ls.swarm_ready.wait()
-        return convert.to_wire(ls.require_swarm().status())  # type: ignore[no-any-return]
+        return convert.status_payload(ls.require_swarm().status())
 
 
 async def _task_arguments(

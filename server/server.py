@@ -2,8 +2,10 @@
 
 Owns the `DelegationServer` (a pygls LanguageServer), the mapping between URIs and
 workspace paths, the published diagnostics, the work-done progress of each delegation and
-the bridge that carries agent edits to the editor. Handlers (in `handlers.py`) stay thin:
-they call into this session. Every background coroutine is owned by `run_task`.
+the bridge that carries agent edits to the editor. The swarm's notices arrive in one ordered
+stream: text changes go to the bridge, and the diagnostics computed on a text are published
+once the client holds that text, placed on the client's buffer. Handlers (in `handlers.py`)
+stay thin: they call into this session. Every background coroutine is owned by `run_task`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from lsprotocol import types
 from pygls import uris
 from pygls.lsp.server import LanguageServer
 
+from delegation_machine.engine.notices import (
+    DiagnosticsCleared,
+    DiagnosticsNotice,
+    MessageNotice,
+    Notice,
+)
 from delegation_machine.engine.protocol import TaskState, TaskUpdate
-from delegation_machine.engine.swarm import DiagnosticsNotice, MessageNotice, Notice, Swarm
+from delegation_machine.engine.state import StateError, TextChange
+from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server import convert
 from delegation_machine.server.commands import TASK_UPDATED
 from delegation_machine.server.diagnostics import DiagnosticStore
+from delegation_machine.server.edit_bridge import EditBridge
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +48,14 @@ class DelegationServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("delegation-machine", VERSION)
         self.swarm: Swarm | None = None
-        self.bridge: Any = None
+        self.bridge: EditBridge | None = None
         self.diagnostics = DiagnosticStore()
         self.settings: dict[str, Any] = {}
         self.swarm_ready = asyncio.Event()
         self._owned_tasks: set[asyncio.Task[Any]] = set()
         self._progress_tokens: dict[str, types.ProgressToken] = {}
+        # the newest findings of each (path, check), waiting for their text to reach the client
+        self._unpublished: dict[tuple[str, str], DiagnosticsNotice] = {}
 
     # --- ownership of background work --------------------------------------------------------
 
@@ -68,7 +80,7 @@ class DelegationServer(LanguageServer):
     @property
     def position_encoding(self) -> str:
         encoding = self.workspace.position_encoding
-        return str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
+        return str(getattr(encoding, "value", encoding) or "utf-16")
 
     def workspace_root(self) -> Path:
         root = self.workspace.root_path
@@ -84,6 +96,11 @@ class DelegationServer(LanguageServer):
             raise WorkspaceError("the swarm is not running yet: the server is still starting")
         return self.swarm
 
+    def require_bridge(self) -> EditBridge:
+        if self.bridge is None:
+            raise WorkspaceError("the swarm is not running yet: the server is still starting")
+        return self.bridge
+
     def rel_path(self, uri: str) -> str:
         """The workspace-relative path of a file URI; WorkspaceError for anything else."""
         swarm = self.require_swarm()
@@ -92,7 +109,7 @@ class DelegationServer(LanguageServer):
             raise WorkspaceError(f"only file: URIs are served, not {uri}")
         try:
             return swarm.state.resolve(fs_path)
-        except Exception as exc:
+        except StateError as exc:
             raise WorkspaceError(f"{uri}: {exc}") from None
 
     def uri_for(self, rel: str) -> str:
@@ -107,22 +124,17 @@ class DelegationServer(LanguageServer):
     async def start_swarm(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
         swarm = Swarm(self.workspace_root(), editor_settings=self.settings)
-        swarm.subscribe(self.on_notice)
-        await swarm.start()
-        self.swarm = swarm
-        self.bridge = self._create_bridge(swarm)
-        self.swarm_ready.set()
-        log.info("swarm started on %s", swarm.root)
-
-    def _create_bridge(self, swarm: Swarm) -> Any:
-        from delegation_machine.server.edit_bridge import EditBridge
-
-        return EditBridge(
+        self.bridge = EditBridge(
             send_apply_edit=self.workspace_apply_edit_async,
-            state=swarm.state,
+            documents=swarm.documents,
             uri_for=self.uri_for,
             position_encoding=self.position_encoding,
         )
+        swarm.subscribe(self.on_notice)
+        await swarm.start()
+        self.swarm = swarm
+        self.swarm_ready.set()
+        log.info("swarm started on %s", swarm.root)
 
     async def stop_swarm(self) -> None:
         if self.bridge is not None:
@@ -133,13 +145,18 @@ class DelegationServer(LanguageServer):
         for task in list(self._owned_tasks):
             task.cancel()
 
-    # --- notices from the swarm --------------------------------------------------------------
+    # --- notices from the swarm, in the order they happened ----------------------------------
 
     def on_notice(self, notice: Notice) -> None:
-        if isinstance(notice, TaskUpdate):
+        if isinstance(notice, TextChange):
+            if self.bridge is not None:
+                self.bridge.on_text_changed(notice)
+        elif isinstance(notice, TaskUpdate):
             self._on_task_update(notice)
         elif isinstance(notice, DiagnosticsNotice):
-            self._publish_diagnostics(notice)
+            self._on_diagnostics(notice)
+        elif isinstance(notice, DiagnosticsCleared):
+            self._clear_diagnostics(notice.path)
         elif isinstance(notice, MessageNotice):
             self._on_message(notice)
 
@@ -148,33 +165,50 @@ class DelegationServer(LanguageServer):
         token = self._progress_tokens.get(update.task_id)
         if token is None:
             return
+        message = f"{update.state.value}: {update.message}"
         if update.state.finished:
             self._progress_tokens.pop(update.task_id, None)
-            self.work_done_progress.end(
-                token, types.WorkDoneProgressEnd(message=f"{update.state.value}: {update.message}")
-            )
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
         else:
-            self.work_done_progress.report(
-                token,
-                types.WorkDoneProgressReport(message=f"{update.state.value}: {update.message}"),
+            self.work_done_progress.report(token, types.WorkDoneProgressReport(message=message))
+
+    def _on_diagnostics(self, notice: DiagnosticsNotice) -> None:
+        """Publish once the client holds the text the findings were computed on (edits ahead
+        of them are still on their way otherwise); a newer notice replaces a waiting one."""
+        key = (notice.path, notice.check)
+        self._unpublished[key] = notice
+        if self.bridge is None:
+            self._publish_diagnostics(key, None)
+        else:
+            self.bridge.when_delivered(
+                notice.path, lambda client_text: self._publish_diagnostics(key, client_text)
             )
 
-    def _publish_diagnostics(self, notice: DiagnosticsNotice) -> None:
+    def _publish_diagnostics(self, key: tuple[str, str], client_text: str | None) -> None:
+        notice = self._unpublished.pop(key, None)
+        if notice is None:
+            return  # a newer notice of the same check was published already
+        text = notice.text if client_text is None else client_text
         uri = self.uri_for(notice.path)
-        try:
-            text = self.text_of(notice.path)
-        except Exception:
-            text = ""
-        blamed = {b.finding: b for b in notice.blamed}
+        blame = {b.finding: b for b in notice.blamed}
         diagnostics = [
             convert.finding_to_diagnostic(
-                f, text, self.position_encoding, uri=uri, blame=blamed.get(f)
+                placed, text, self.position_encoding, uri=uri, blame=blame.get(original)
             )
-            for f in notice.findings
+            for original, placed in convert.relocate_findings(notice.findings, notice.text, text)
         ]
         merged = self.diagnostics.replace(uri, notice.check, diagnostics)
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=merged)
+        )
+
+    def _clear_diagnostics(self, rel: str) -> None:
+        for key in [k for k in self._unpublished if k[0] == rel]:
+            del self._unpublished[key]
+        uri = self.uri_for(rel)
+        self.diagnostics.clear(uri)
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
         )
 
     def _on_message(self, notice: MessageNotice) -> None:
@@ -215,7 +249,7 @@ class DelegationServer(LanguageServer):
             token = f"delegation-{uuid.uuid4().hex[:12]}"
             try:
                 await self.work_done_progress.create_async(token)
-            except Exception as exc:
+            except Exception as exc:  # the client's answer: an error reply or a lost link
                 log.info("client refused a progress token: %s", exc)
                 return
         self._progress_tokens[task_id] = token

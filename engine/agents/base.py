@@ -7,12 +7,14 @@ it never writes files or buffers itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from delegation_machine.engine.memory.symbols import SymbolIndex
 from delegation_machine.engine.protocol import (
     ContextPackage,
     DelegationRequest,
@@ -56,9 +58,10 @@ class AgentWork(msgspec.Struct, frozen=True, kw_only=True):
     workspace_root: Path
     arguments: Mapping[str, Any] = {}  # kind-specific, e.g. {"old": "f", "new": "g"}
     feedback: tuple[Verdict, ...] = ()  # failures from a previous attempt (targeted fix)
-    index: Any = None  # the SymbolIndex (engine.memory.symbols), when the agent needs it
-    list_workspace_files: Any = None  # callable () -> list[str] of workspace-relative paths
-    read_file: Any = None  # callable (rel) -> FileVersion, for files beyond `files`
+    previous_diff: str = ""  # the agent's own change that failed (targeted fix)
+    index: SymbolIndex | None = None  # the workspace's symbol index, read-only
+    list_workspace_files: Callable[[], list[str]] | None = None  # workspace-relative paths
+    read_file: Callable[[str], FileVersion] | None = None  # files beyond `files`
 
 
 class AgentResult(msgspec.Struct, frozen=True):
@@ -81,8 +84,6 @@ class AgentFailure(Exception):
 
 def edits_from_texts(before: str, after: str) -> tuple[TextEdit, ...]:
     """Minimal line-granular edits that turn `before` into `after` (code-point offsets)."""
-    import difflib
-
     if before == after:
         return ()
     before_lines = before.splitlines(keepends=True)

@@ -24,7 +24,6 @@ from delegation_machine.engine.agents.llm_tools import (
     Finish,
     ProposeEdit,
     action_schema,
-    check_runner_checker,
     fallback_repo_map,
     tool_reference,
 )
@@ -41,7 +40,7 @@ from delegation_machine.engine.inference.layout import (
 from delegation_machine.engine.inference.session import InferenceSession
 from delegation_machine.engine.memory.timetravel import turn_event
 from delegation_machine.engine.plan.ssa import ReasoningTrace
-from delegation_machine.engine.protocol import Event, Verdict
+from delegation_machine.engine.protocol import DelegationRequest, Event, Verdict
 
 FOCUS_CONTEXT_LINES = 40
 
@@ -83,6 +82,8 @@ def render_delta(work: AgentWork) -> str:
     others = sorted(p for p in work.files if p != request.path)
     if others:
         parts.append("Other files in this task: " + ", ".join(others))
+    if work.previous_diff:
+        parts.append("Your previous change (already in the files above):\n" + work.previous_diff)
     if work.feedback:
         lines = ["Checks failed on the previous attempt; fix these:"]
         for verdict in work.feedback:
@@ -95,7 +96,7 @@ def render_delta(work: AgentWork) -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _focus_region(path: str, text: str, request: Any) -> str:
+def _focus_region(path: str, text: str, request: DelegationRequest) -> str:
     lines = text.splitlines()
     if request.span is not None:
         first = max(0, request.span.start.line - FOCUS_CONTEXT_LINES)
@@ -118,7 +119,7 @@ class LLMAgent:
         backend: Backend | InferenceSession,
         *,
         budget: int | None = None,
-        checker: Checker | Literal["auto"] | None = "auto",
+        checker: Checker | None = None,
         repo_map: Callable[[AgentWork], str] | None = None,
         decision_records: Callable[[AgentWork], Sequence[str]] | None = None,
         prefixes: PrefixCatalog | None = None,
@@ -163,10 +164,7 @@ class LLMAgent:
         validate_package(work.package, stage="agent")
         if self.budget is not None:
             self.session.ledger.set_budget(work.task_id, self.budget)
-        checker = self.checker
-        if checker == "auto":
-            checker = check_runner_checker(work.workspace_root, work.task_id)
-        toolbox = AgentToolbox(work, checker=checker)
+        toolbox = AgentToolbox(work, checker=self.checker)
         try:
             return await self._loop(work, toolbox)
         except BudgetExceeded as exc:

@@ -9,14 +9,20 @@ as Mutations against the snapshot's versions; no tool writes a file.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Union
 
 import msgspec
 
 from delegation_machine.engine.agents.base import AgentWork, FileVersion, edits_from_texts
+from delegation_machine.engine.memory.funnel import funnel
+from delegation_machine.engine.memory.graph import RepoGraph
+from delegation_machine.engine.memory.occurrence import SymbolOccurrence
+from delegation_machine.engine.memory.parsing import language_for_path
+from delegation_machine.engine.memory.repomap import build_repo_map
+from delegation_machine.engine.memory.symbols import SymbolIndex
 from delegation_machine.engine.protocol import Mutation, Verdict
+from delegation_machine.engine.state.types import StateError
 
 MAX_OBSERVATION_CHARS = 6000
 
@@ -105,23 +111,6 @@ def tool_reference() -> str:
 Checker = Callable[[Mapping[str, str], Sequence[str]], Awaitable[list[Verdict]]]
 
 
-def check_runner_checker(root: Any, task_id: str | None = None) -> Checker | None:
-    """Wrap engine.supervise.checks.CheckRunner if it is installed in this build."""
-    try:
-        checks = importlib.import_module("delegation_machine.engine.supervise.checks")
-    except ImportError:
-        return None
-    runner = checks.CheckRunner(root)
-
-    async def run(files: Mapping[str, str], changed: Sequence[str]) -> list[Verdict]:
-        result: list[Verdict] = await runner.check(
-            files=dict(files), changed=list(changed), task_id=task_id, level="quick"
-        )
-        return result
-
-    return run
-
-
 def _clip(text: str) -> str:
     if len(text) <= MAX_OBSERVATION_CHARS:
         return text
@@ -154,7 +143,7 @@ class AgentToolbox:
         if found is None and self.work.read_file is not None:
             try:
                 found = self.work.read_file(path)
-            except Exception:  # the reader raises its own typed errors; treat as absent
+            except StateError:  # outside the workspace, binary, huge: as good as absent
                 return None
             if found is not None:
                 self._base[path] = found
@@ -276,13 +265,12 @@ class AgentToolbox:
         return tuple(result)
 
 
-def _definition_lines(index: Any, occurrence: Any, text: str) -> tuple[int, int]:
+def _definition_lines(
+    index: SymbolIndex, occurrence: SymbolOccurrence, text: str
+) -> tuple[int, int]:
     """1-based lines of the scope a definition opens, or a few lines around it."""
     line = occurrence.span.start.line + 1
-    try:
-        scopes = index.scopes(occurrence.path)
-    except Exception:  # an index without scopes for this file: fall back to a window
-        scopes = []
+    scopes = index.scopes(occurrence.path)
     data = text.encode("utf-8")
     name_byte = len(text[: occurrence.start].encode("utf-8"))
     for scope in scopes:
@@ -300,22 +288,18 @@ FUNNEL_TOKEN_BUDGET = 2000
 def _funnel_region(
     path: str, text: str, start_line: int, end_line: int | None, work: AgentWork
 ) -> str | None:
-    """A whole large file read through the context funnel (goal-hint pruning), if present.
+    """A whole large file read through the context funnel (goal-hint pruning).
 
-    Explicit line ranges are always read exactly; so are small files.
+    Explicit line ranges are always read exactly; so are small files and files of a language
+    the funnel has no grammar for.
     """
     if end_line is not None or start_line > 1 or text.count("\n") < FUNNEL_ABOVE_LINES:
         return None
-    try:
-        funnel_module = importlib.import_module("delegation_machine.engine.memory.funnel")
-    except ImportError:
+    if language_for_path(path) is None:
         return None
     goal = work.package.goal
     hint = " ".join([goal.text, *goal.symbols, work.package.manifest.instruction])
-    try:
-        result = funnel_module.funnel(text, hint, path=path, token_budget=FUNNEL_TOKEN_BUDGET)
-    except Exception:  # no grammar for this file, or a funnel fault: read it plainly
-        return None
+    result = funnel(text, hint, path=path, token_budget=FUNNEL_TOKEN_BUDGET)
     return (
         f"(context funnel: {result.omitted_lines} of {result.total_lines} lines omitted; "
         f"read_file with start_line/end_line shows any region exactly)\n{result.text}"
@@ -323,7 +307,9 @@ def _funnel_region(
 
 
 def workspace_repo_map(
-    index: Any = None, workspace_files: Sequence[str] | None = None, max_lines: int = 400
+    index: SymbolIndex | None = None,
+    workspace_files: Sequence[str] | None = None,
+    max_lines: int = 400,
 ) -> str:
     """A deterministic outline of the definitions per file: the repo map of the shared prefix.
 
@@ -360,20 +346,12 @@ def workspace_repo_map(
 REPO_MAP_TOKEN_BUDGET = 4096
 
 
-def _ranked_repo_map(index: Any) -> str | None:
-    """engine.memory.repomap's PageRank map with no focus (identical for every task), if present."""
+def _ranked_repo_map(index: SymbolIndex | None) -> str | None:
+    """The PageRank repo map with no focus (identical for every task); None when empty."""
     if index is None:
         return None
-    try:
-        repomap = importlib.import_module("delegation_machine.engine.memory.repomap")
-        graph_module = importlib.import_module("delegation_machine.engine.memory.graph")
-        built = repomap.build_repo_map(
-            graph_module.RepoGraph(index), focus=(), token_budget=REPO_MAP_TOKEN_BUDGET
-        )
-    except Exception:  # module absent or failing: the plain outline below still works
-        return None
-    text = built.text
-    return text if isinstance(text, str) and text else None
+    built = build_repo_map(RepoGraph(index), focus=(), token_budget=REPO_MAP_TOKEN_BUDGET)
+    return built.text or None
 
 
 def fallback_repo_map(work: AgentWork) -> str:

@@ -1,8 +1,8 @@
 """Inference configuration: the `[inference]` table of `.delegation/config.toml` or the editor's
 `delegation.inference` settings, validated into `BackendConfig`, and the factory of backends.
 
-Owns `BackendConfig`, `load_backend_config`, `create_backend`, `create_session` and
-`no_backend_message`. Invariants: a configuration never holds a key, only the NAME of the
+Owns `BackendConfig`, `load_backend_config`, `create_backend`, `create_session`,
+`no_backend_message` and `ModelSetup` (the swarm's configured model). Invariants: a configuration never holds a key, only the NAME of the
 environment variable that does (`api_key_env`); a literal key under any key-like name is refused;
 every validation error names the offending key as `inference.<key>`.
 """
@@ -18,6 +18,7 @@ from delegation_machine.engine.config import ConfigError
 from delegation_machine.engine.inference.accounting import TokenLedger, TokenPrices
 from delegation_machine.engine.inference.anthropic import AnthropicBackend
 from delegation_machine.engine.inference.backend import Backend, RetryPolicy, Sleep
+from delegation_machine.engine.inference.layout import PrefixCatalog
 from delegation_machine.engine.inference.openai_compat import OpenAICompatibleBackend
 from delegation_machine.engine.inference.session import InferenceSession
 from delegation_machine.engine.inference.vllm_inprocess import VLLMInProcessBackend
@@ -177,3 +178,25 @@ def no_backend_message() -> str:
         "or set the same keys under the editor setting delegation.inference. "
         "See docs/models.md."
     )
+
+
+class ModelSetup:
+    """The swarm's model, if one is configured: its settings, the session its agents and the
+    planner share, and the catalog of shared prompt prefixes.
+
+    Owned by the swarm; the planner and the agent factory read it, so a settings change
+    (`configure`) reaches both at once.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None) -> None:
+        self.prefixes = PrefixCatalog()
+        self.config: BackendConfig | None = None
+        self.session: InferenceSession | None = None
+        self.configure(settings)
+
+    def configure(self, settings: Mapping[str, Any] | None) -> InferenceSession | None:
+        """Apply `[inference]` settings; returns the replaced session (the caller closes it)."""
+        previous = self.session
+        self.config = load_backend_config(settings or None)
+        self.session = create_session(self.config) if self.config is not None else None
+        return previous

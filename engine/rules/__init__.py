@@ -7,6 +7,7 @@ diagnostics codes (`semgrep:<rule-id>`) and ledger entries stay comparable acros
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 BUNDLED_RULE_PREFIX = "dm-"
@@ -29,3 +30,14 @@ def bundled_rule_id(check_id: str) -> str:
     (`engine.rules.semgrep.dm-weak-hash`); rule ids themselves contain no dots.
     """
     return check_id.rsplit(".", 1)[-1]
+
+
+def workspace_semgrep_rules(root: Path, extra: Sequence[str] = ()) -> list[Path]:
+    """The rules a workspace is checked with: the bundled ones, then the workspace's own in
+    `.delegation/semgrep/`, then the configured `semgrep_rules` (workspace-relative)."""
+    paths = bundled_semgrep_rules()
+    own = root / ".delegation" / "semgrep"
+    if own.is_dir():
+        paths.extend(sorted(own.glob("*.y*ml")))
+    paths.extend(root / p for p in extra)
+    return paths

@@ -1,10 +1,12 @@
 """The live dispatcher: ring batches -> HEFT ranks -> reservation stations -> worker deques.
 
-Owns, inside one asyncio event loop, the station entries (tasks waiting on input tags), one
-`WorkDeque` per worker and the record of what ran where. Invariants: a task runs at most once;
-it runs only after every producer its input tags named at issue has finished successfully; a
-task whose producer failed or was cancelled is cancelled itself (with a reason), never run;
-`run()` returns once the ring is closed and every task has reached a final state.
+Owns, inside one asyncio event loop, the scheduling data: station entries (tasks waiting on
+input tags), one `WorkDeque` per worker and the record of what ran where. Task state is not
+kept here: the dispatcher reads and moves it on the `TaskBoard` (waiting, started, cancelled
+with a reason, and done or failed when the runner left the task unsettled). Invariants: a task
+runs at most once; it runs only after every producer its input tags named at issue has
+finished successfully; a task whose producer failed or was cancelled is cancelled itself (with
+a reason), never run; `run()` returns once the ring is closed and every task is final.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import msgspec
 
 from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
+from delegation_machine.engine.protocol import TaskState
 from delegation_machine.engine.ring import RingBroken, RingBuffer, RingClosed, RingStatistics
+from delegation_machine.engine.schedule.board import TaskBoard, TaskObserver
 from delegation_machine.engine.schedule.heft import rank_key, upward_rank
 from delegation_machine.engine.schedule.stealing import WorkDeque
 from delegation_machine.engine.schedule.tomasulo import OperandTracker
@@ -28,10 +32,9 @@ from delegation_machine.engine.schedule.tomasulo import OperandTracker
 log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 64
-# Final states (and cancellation reasons) remembered for `state_of`; older ones are dropped so
-# a long editing session does not grow without bound. A forgotten task id may be reused.
+# Scheduling data of finished tasks (their specs and ranks) remembered; older entries are
+# dropped so a long editing session does not grow without bound. A forgotten id may be reused.
 FINISHED_MEMORY = 10_000
-FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
 
 class WorkerSpec(msgspec.Struct, frozen=True):
@@ -91,7 +94,7 @@ class _Worker:
 
 
 RunTask = Callable[[TaskSpec, WorkerSpec], Awaitable[bool]]
-StateListener = Callable[[str, str], None]
+AgentFor = Callable[[TaskSpec, WorkerSpec], str | None]
 
 
 class Dispatcher:
@@ -103,8 +106,10 @@ class Dispatcher:
     `stations` caps the tasks of a kind in flight (issued, not finished), like Tomasulo's
     reservation stations per functional unit: when the next task's kind has no free station,
     issue stalls in order and the ring consumer stops taking batches (back-pressure).
-    `on_state(task_id, state)` reports "waiting", "running", "done", "failed", "cancelled";
-    the reason of a cancellation is in `reasons[task_id]` before the call.
+    Task state lives on `board` (a fresh one unless given): `agent_for(spec, worker)` names
+    the agent recorded when a worker starts a task; a task `run_task` left unsettled becomes
+    done or failed by its result. `on_state(task_id, state)` observes every change on the
+    board; the reason of a cancellation is `reason_of(task_id)` by then.
     """
 
     def __init__(
@@ -113,7 +118,9 @@ class Dispatcher:
         workers: Sequence[WorkerSpec],
         run_task: RunTask,
         *,
-        on_state: StateListener | None = None,
+        board: TaskBoard | None = None,
+        agent_for: AgentFor | None = None,
+        on_state: TaskObserver | None = None,
         tokens_per_unit: float = 1000.0,
         stealing: bool = True,
         stations: Mapping[str, int] | None = None,
@@ -138,7 +145,10 @@ class Dispatcher:
         self._workers = [_Worker(w) for w in workers]
         self._kinds = list(dict.fromkeys(w.kind for w in workers))
         self._run_task = run_task
-        self._on_state = on_state
+        self.board = board if board is not None else TaskBoard(finished_memory=FINISHED_MEMORY)
+        self._agent_for = agent_for
+        if on_state is not None:
+            self.board.observe(on_state)
         self._tokens_per_unit = tokens_per_unit
         self._stealing = stealing
         self._station_limits = limits
@@ -154,8 +164,6 @@ class Dispatcher:
         self._rank: dict[str, float] = {}
         self._publish_order: dict[str, int] = {}
         self._stations: dict[str, TaskSpec] = {}  # issued, waiting on producers
-        self._state: dict[str, str] = {}
-        self.reasons: dict[str, str] = {}
         self._recent: deque[ScheduleRecord] = deque(maxlen=RECENT_LIMIT)
         self._ring_drained = False
         self._wakers: list[asyncio.Future[None]] = []
@@ -180,10 +188,9 @@ class Dispatcher:
             if task_id in self._cancel_before_issue:
                 return False
             self._cancel_before_issue.add(task_id)
-            self.reasons[task_id] = "cancelled on request"
-            self._set_state(task_id, "cancelled")
+            self._settle(task_id, TaskState.CANCELLED, "cancelled on request")
             return True
-        if self._state.get(task_id) != "waiting":
+        if self.board.state_of(task_id) != TaskState.WAITING:
             return False
         for worker in self._workers:
             if worker.queue.remove(task_id):
@@ -223,8 +230,11 @@ class Dispatcher:
             ring=self._ring.statistics(),
         )
 
-    def state_of(self, task_id: str) -> str | None:
-        return self._state.get(task_id)
+    def state_of(self, task_id: str) -> TaskState | None:
+        return self.board.state_of(task_id)
+
+    def reason_of(self, task_id: str) -> str:
+        return self.board.reason_of(task_id)
 
     # -- issue -----------------------------------------------------------------------------
 
@@ -278,6 +288,7 @@ class Dispatcher:
                 continue
             self._specs[spec.task_id] = spec
             self._publish_order[spec.task_id] = len(self._publish_order)
+            self.board.track(spec)
             fresh.append(spec)
         return fresh
 
@@ -299,7 +310,7 @@ class Dispatcher:
             return False
         self._issued.add(task_id)
         self._in_flight[spec.kind] = self._in_flight.get(spec.kind, 0) + 1
-        self._set_state(task_id, "waiting")
+        self.board.mark_waiting(task_id)
         poisoned = {t: c for t, c in poisoned.items() if self._same_scope(c, task_id)}
         if poisoned:
             tag, culprit = next(iter(poisoned.items()))
@@ -379,7 +390,8 @@ class Dispatcher:
         worker.running = task_id
         worker.running_cost = self._cost(task_id, worker)
         start = self._clock()
-        self._set_state(task_id, "running")
+        agent = self._agent_for(spec, worker.spec) if self._agent_for is not None else None
+        self.board.start(task_id, agent)
         try:
             ok = await self._run_task(spec, worker.spec)
         except Exception:
@@ -389,11 +401,16 @@ class Dispatcher:
             worker.running = None
             worker.running_cost = 0.0
         worker.completed += 1
-        state = "done" if ok else "failed"
+        outcome = "done" if ok else "failed"
         self._recent.append(
-            ScheduleRecord(task_id, worker.spec.worker_id, start, self._clock(), state, stolen)
+            ScheduleRecord(task_id, worker.spec.worker_id, start, self._clock(), outcome, stolen)
         )
-        self._set_state(task_id, state)
+        self._counts[outcome] += 1
+        if ok:
+            self.board.finish(task_id, TaskState.DONE, "")
+        else:
+            self.board.finish(task_id, TaskState.FAILED, f"task {task_id} failed")
+        self._task_final(task_id)
         if ok:
             self._enqueue_ready(self._release_waiters(self._tracker.broadcast(task_id)))
         else:
@@ -426,22 +443,18 @@ class Dispatcher:
             self._enqueue_ready(self._release_waiters(released))
 
     def _cancel_with_dependents(self, task_id: str, reason: str) -> None:
-        self.reasons[task_id] = reason
-        self._set_state(task_id, "cancelled")
+        self._settle(task_id, TaskState.CANCELLED, reason)
         self._cancel_dependents(task_id, f"task {task_id} was cancelled")
 
-    def _set_state(self, task_id: str, state: str) -> None:
-        self._state[task_id] = state
-        if state in self._counts:
-            self._counts[state] += 1
-        if self._on_state is not None:
-            try:
-                self._on_state(task_id, state)
-            except Exception:
-                log.exception("on_state listener raised for %s -> %s", task_id, state)
-        if state in FINAL_STATES:
-            self._free_station(task_id)
-            self._forget_oldest_finished(task_id)
+    def _settle(self, task_id: str, state: TaskState, reason: str) -> None:
+        """A scheduling decision ends the task (cancelled before it ran)."""
+        self._counts["cancelled"] += 1
+        self.board.finish(task_id, state, reason)
+        self._task_final(task_id)
+
+    def _task_final(self, task_id: str) -> None:
+        self._free_station(task_id)
+        self._forget_oldest_finished(task_id)
 
     def _free_station(self, task_id: str) -> None:
         if task_id not in self._issued:
@@ -458,11 +471,10 @@ class Dispatcher:
         self._finished_order.append(task_id)
         while len(self._finished_order) > FINISHED_MEMORY:
             old = self._finished_order.popleft()
-            if self._state.get(old) in FINAL_STATES:
-                del self._state[old]
+            state = self.board.state_of(old)
+            if state is None or state.finished:
                 self._specs.pop(old, None)
                 self._publish_order.pop(old, None)
-                self.reasons.pop(old, None)
 
     def _all_finished(self) -> bool:
         return (

@@ -37,6 +37,7 @@ class LeaseTable:
                     f"held by {current.holder} until t={current.expires_at:.3f}",
                     path,
                     holder=current.holder,
+                    expires_at=current.expires_at,
                 )
         lease = Lease(self._next_token, holder, ordered, now + ttl_s)
         self._next_token += 1
@@ -60,15 +61,6 @@ class LeaseTable:
         self.release(lease)
         return lease
 
-    def renew(self, lease: Lease, ttl_s: float) -> Lease:
-        """Extend a live lease; same token (fencing unchanged)."""
-        for path in lease.paths:
-            self.check(lease, path)
-        renewed = Lease(lease.token, lease.holder, lease.paths, self._clock() + ttl_s)
-        for path in lease.paths:
-            self._by_path[path] = renewed
-        return renewed
-
     def check(self, lease: Lease, path: str) -> None:
         """Raise `LeaseError` unless `lease` is the current, live lease on `path`."""
         if path not in lease.paths:
@@ -87,9 +79,8 @@ class LeaseTable:
         if not self._is_live(current, self._clock()):
             raise LeaseError(f"lease {lease.token} of {lease.holder} expired", path)
 
-    def holder_of(self, path: str) -> Lease | None:
-        lease = self._by_path.get(path)
-        return lease if lease is not None and self._is_live(lease, self._clock()) else None
+    def now(self) -> float:
+        return self._clock()
 
     def _is_live(self, lease: Lease, now: float) -> bool:
         return lease.token not in self._revoked and now < lease.expires_at

@@ -55,9 +55,12 @@ class LeaseError(StateError):
 class LeaseConflict(LeaseError):
     """Another holder has a live lease on one of the requested files; nothing was acquired."""
 
-    def __init__(self, reason: str, path: str | None = None, holder: str = "") -> None:
+    def __init__(
+        self, reason: str, path: str | None = None, holder: str = "", expires_at: float = 0.0
+    ) -> None:
         super().__init__(reason, path)
         self.holder = holder
+        self.expires_at = expires_at  # when the blocking lease runs out (the table's clock)
 
 
 class MutationRefused(StateError):

@@ -10,6 +10,7 @@ refused input changes nothing. Owned by the event loop thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -37,13 +38,14 @@ from delegation_machine.engine.state.types import (
     DocumentNotOpen,
     FileRefused,
     Lease,
+    LeaseConflict,
     MutationRefused,
     PathRefused,
     TextChange,
     agent_origin,
     task_of_origin,
 )
-from delegation_machine.engine.state.watcher import TEMP_SUFFIX, ChangeKind, WorkspaceWatcher
+from delegation_machine.engine.state.watcher import TEMP_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class WorkspaceState:
         self.max_file_bytes = max_file_bytes
         self._record = record
         self._leases = LeaseTable(clock)
+        self._lease_waiters: list[asyncio.Future[None]] = []  # tasks waiting for a release
         self._docs: dict[str, FileDocument] = {}
         self._listeners: list[ChangeListener] = []
         self._history_limit = history_limit
@@ -117,6 +120,10 @@ class WorkspaceState:
         """(text, version) of a file; loads it from disk on first use."""
         document = self._document(rel)
         return document.text, document.version
+
+    def is_loaded(self, rel: str) -> bool:
+        """True once the file's text is held in the CRDT (read, opened or edited)."""
+        return rel in self._docs
 
     def loaded_paths(self) -> list[str]:
         return sorted(self._docs)
@@ -188,18 +195,45 @@ class WorkspaceState:
         """Write lease on all `paths` or none (`LeaseConflict`); taken in sorted order."""
         return self._leases.acquire([self.resolve(path) for path in paths], holder, ttl_s)
 
-    def renew(self, lease: Lease, ttl_s: float = 60) -> Lease:
-        return self._leases.renew(lease, ttl_s)
+    async def wait_for_lease(
+        self, paths: Sequence[str], holder: str, *, ttl_s: float, wait_s: float
+    ) -> Lease:
+        """`lease_files`, waiting up to `wait_s` seconds while another agent holds one of the
+        files: woken when any lease is released or revoked, or when the blocking one expires.
+        Raises the last `LeaseConflict` when the wait runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                return self.lease_files(paths, holder, ttl_s)
+            except LeaseConflict as conflict:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise
+                until_expiry = max(conflict.expires_at - self._leases.now(), 0.0)
+                released: asyncio.Future[None] = loop.create_future()
+                self._lease_waiters.append(released)
+                try:
+                    await asyncio.wait({released}, timeout=min(remaining, until_expiry))
+                finally:
+                    if released in self._lease_waiters:
+                        self._lease_waiters.remove(released)
 
     def release(self, lease: Lease) -> None:
         self._leases.release(lease)
+        self._wake_lease_waiters()
 
     def revoke(self, rel: str) -> Lease | None:
         """Revoke whatever lease covers `rel`: its holder's later writes raise LeaseError."""
-        return self._leases.revoke(self.resolve(rel))
+        revoked = self._leases.revoke(self.resolve(rel))
+        self._wake_lease_waiters()
+        return revoked
 
-    def lease_holder(self, rel: str) -> Lease | None:
-        return self._leases.holder_of(self.resolve(rel))
+    def _wake_lease_waiters(self) -> None:
+        waiters, self._lease_waiters = self._lease_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def apply_mutation(self, mutation: Mutation, lease: Lease) -> AppliedChange:
         """Apply an agent's edits (code points against `mutation.base_version`) under a live
@@ -332,21 +366,6 @@ class WorkspaceState:
         change = self._merge_from_base(document, base_text, new_text, DISK_ORIGIN)
         self._mark_disk(document, new_text)
         return change
-
-    def watch(self) -> WorkspaceWatcher:
-        """Start a watchdog observer that merges external changes of loaded files as the
-        disk peer. Call from the event loop thread; `stop()` the returned watcher."""
-        watcher = WorkspaceWatcher(self.root, self._on_disk_event, is_own_write=self.is_own_write)
-        watcher.start()
-        return watcher
-
-    def _on_disk_event(self, rel: str, kind: ChangeKind) -> None:
-        if kind == "deleted":
-            return
-        try:
-            self.ingest_disk_change(rel)
-        except (PathRefused, FileRefused) as exc:
-            log.warning("external change not merged: %s", exc)
 
     def restore_from_journal(self) -> list[str]:
         """Load every file that has a journal (recovery after a restart)."""

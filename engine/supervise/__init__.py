@@ -1,8 +1,10 @@
-"""Supervision: deterministic checks in a sandbox, an OTP supervisor tree, recovery tiers.
+"""Supervision (the Judicial branch): checks in a sandbox, judging changes, recovery tiers.
 
-The swarm calls `CheckRunner.check` on every agent change (through `check_change` for agents
-in quarantine), `RecoveryLadder` on every failed check round, and runs agents and check
-workers as children of a `Supervisor`. Nothing here imports the server or LSP libraries.
+`runner.TaskRunner` runs every dispatched task; `attempts.AttemptLoop` takes an agent task
+through attempts, `change.ChangeChecker` judges each change (quarantine pass included) and
+`recovery.RecoveryLadder` decides what follows a failure; `checks.CheckRunner` runs the
+parser, semgrep (a warm worker under a `Supervisor`) and the affected tests. Nothing here
+imports the server or LSP libraries.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from delegation_machine.engine.supervise.diagnostics import (
     TaskDiagnostic,
     task_diagnostics,
 )
-from delegation_machine.engine.supervise.quarantine import QuarantinePolicy, check_change
 from delegation_machine.engine.supervise.recovery import (
     ESCALATION_CHOICES,
     BreakerState,
@@ -46,7 +47,6 @@ __all__ = [
     "ChildSpec",
     "DiagnosticAction",
     "IsolationSupport",
-    "QuarantinePolicy",
     "RecoveryAction",
     "RecoveryLadder",
     "RestartIntensityExceeded",
@@ -56,7 +56,6 @@ __all__ = [
     "Supervisor",
     "SupervisorReport",
     "TaskDiagnostic",
-    "check_change",
     "detect_isolation",
     "run_sandboxed",
     "scrub_environment",

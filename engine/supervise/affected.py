@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import msgspec
 import networkx as nx
 
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
@@ -223,8 +224,6 @@ class AffectedTests:
 
 
 def _with_protected(limits: SandboxLimits, root: Path) -> SandboxLimits:
-    import msgspec
-
     return msgspec.structs.replace(limits, protect_paths=(*limits.protect_paths, str(root)))
 
 

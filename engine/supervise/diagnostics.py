@@ -9,17 +9,21 @@ Pure data: the server converts paths to URIs and these records to LSP types.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
 from delegation_machine.engine.protocol import Finding, Verdict
 
+TaskActionName = Literal["retry", "escalate", "show"]
+
 
 class DiagnosticAction(msgspec.Struct, frozen=True):
-    """A code action offered on the diagnostic: `command` with `{"taskId": ...}`."""
+    """What the user may do about a finding a task introduced (the server maps `action` to
+    its command): retry the task with fresh agents, escalate it now, or show its attempts."""
 
     title: str
-    command: str
+    action: TaskActionName
     task_id: str
 
 
@@ -32,10 +36,10 @@ class TaskDiagnostic(msgspec.Struct, frozen=True):
     actions: tuple[DiagnosticAction, ...] = ()
 
 
-TASK_ACTIONS = (
-    ("Retry", "delegation.retry"),
-    ("Escalate", "delegation.escalate"),
-    ("Show task", "delegation.showTask"),
+TASK_ACTIONS: tuple[tuple[str, TaskActionName], ...] = (
+    ("Retry", "retry"),
+    ("Escalate", "escalate"),
+    ("Show task", "show"),
 )
 
 
@@ -78,6 +82,6 @@ def _diagnostic(
         parts.append(f"agent {agent_id}")
     if attempt:
         parts.append(f"attempt {attempt}")
-    actions = tuple(DiagnosticAction(title, command, task_id) for title, command in TASK_ACTIONS)
+    actions = tuple(DiagnosticAction(title, action, task_id) for title, action in TASK_ACTIONS)
     related = ", ".join(parts) + f": {verdict.check}"
     return TaskDiagnostic(finding, verdict.check, task_id, agent_id, related, actions)

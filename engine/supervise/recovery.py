@@ -163,6 +163,7 @@ class RecoveryLadder:
             kind,
             self.attempts(task_id),
             failing,
+            rollback=True,
             choices=ESCALATION_CHOICES,
             message=f"a check could not run, so the change was not verified ({reasons})",
         )

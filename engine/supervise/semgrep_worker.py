@@ -60,7 +60,7 @@ class RuleTraits:
         severity: dict[str, Severity] = {}
         fixable: set[str] = set()
         try:
-            from ruamel.yaml import YAML  # ships with semgrep
+            from ruamel.yaml import YAML  # the `checks` extra: semgrep ships ruamel.yaml
         except ImportError:
             return cls(severity, fixable)
         loader = YAML(typ="safe")

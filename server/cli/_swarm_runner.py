@@ -6,6 +6,7 @@ is 0 when every task verified, 1 when some did not.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -16,14 +17,16 @@ from typing import Any, TextIO
 
 import msgspec
 
-from delegation_machine.engine.protocol import DelegationRequest, TaskState, TaskUpdate
-from delegation_machine.engine.swarm import (
+from delegation_machine.engine.economy import AgentStanding
+from delegation_machine.engine.notices import MessageNotice, Notice
+from delegation_machine.engine.protocol import (
     DelegationError,
-    MessageNotice,
-    Notice,
-    Swarm,
-    TaskSummary,
+    DelegationRequest,
+    TaskState,
+    TaskUpdate,
 )
+from delegation_machine.engine.schedule.board import TaskSummary
+from delegation_machine.engine.swarm import Swarm
 
 VERIFIED_STATES = {TaskState.VERIFIED.value, TaskState.ACCEPTED.value}
 
@@ -77,7 +80,7 @@ def summary_table(tasks: Sequence[TaskSummary]) -> str:
     return render_table(headers, rows)
 
 
-def standings_table(standings: Sequence[Any]) -> str:
+def standings_table(standings: Sequence[AgentStanding]) -> str:
     """Each agent's trust, credit, context budget and quarantine (the economy's view)."""
     headers = ("agent", "trust", "credit", "budget", "tasks", "passed", "quarantined")
     rows = [
@@ -176,8 +179,6 @@ async def run_tasks(
 
 
 def workspace_argument(value: str) -> Path:
-    import argparse
-
     path = Path(value).expanduser()
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"not a folder: {value}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from delegation_machine.engine.memory.retrieval import RetrievalRouter, answer_lines
 from delegation_machine.server.cli.index import build_index, workspace_or_error
 
 
@@ -31,9 +32,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    # networkx and the graph load only when this command runs.
-    from delegation_machine.engine.memory.retrieval import RetrievalRouter, answer_lines
-
     root = workspace_or_error(args.workspace)
     if root is None:
         return 2

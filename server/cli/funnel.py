@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-if TYPE_CHECKING:
-    from delegation_machine.engine.memory.funnel import ChunkScorer
+from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
+from delegation_machine.engine.memory.funnel import ChunkScorer, funnel
 
 
 def register(subparsers: Any) -> None:
@@ -39,10 +39,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_funnel(args: argparse.Namespace) -> int:
-    # The funnel pulls in the tokenizer package: load it only when this command runs.
-    from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
-    from delegation_machine.engine.memory.funnel import funnel
-
     path: Path = args.file
     try:
         text = path.read_text(encoding="utf-8")

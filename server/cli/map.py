@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from delegation_machine.engine.memory.graph import RepoGraph
+from delegation_machine.engine.memory.repomap import build_repo_map
 from delegation_machine.server.cli.index import build_index, workspace_or_error
 
 
@@ -32,10 +34,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    # networkx and the graph load only when this command runs.
-    from delegation_machine.engine.memory.graph import RepoGraph
-    from delegation_machine.engine.memory.repomap import build_repo_map
-
     root = workspace_or_error(args.workspace)
     if root is None:
         return 2

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from delegation_machine.server.handlers import create_server
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -38,8 +40,6 @@ def handle_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         **destination,  # type: ignore[arg-type]
     )
-    from delegation_machine.server.handlers import create_server
-
     server = create_server()
     if args.tcp:
         try:

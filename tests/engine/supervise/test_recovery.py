@@ -1,4 +1,4 @@
-"""The recovery ladder, quarantine policy and editor diagnostics data."""
+"""The recovery ladder and editor diagnostics data."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
-from delegation_machine.engine.supervise.checks import CheckRunner
 from delegation_machine.engine.supervise.diagnostics import task_diagnostics
-from delegation_machine.engine.supervise.quarantine import QuarantinePolicy, check_change
 from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES, RecoveryLadder
-
-from .conftest import needs_semgrep
 
 
 def failed(code: str, task_id: str = "t1", path: str = "a.py") -> Verdict:
@@ -69,6 +65,7 @@ def test_checks_that_could_not_run_spend_no_tier() -> None:
     assert action.kind == "escalate" and not action.breaker_opened
     assert "semgrep is not installed" in action.message
     assert not ladder.breaker_open("fix") and ladder.attempts("t1") == 0
+    assert action.rollback and not action.fresh_agent  # an unverified change is not kept
 
 
 @given(st.lists(st.sampled_from(["fix", "rename"]), min_size=1, max_size=12))
@@ -82,34 +79,6 @@ def test_each_kind_escalates_on_its_third_failure(kinds: list[str]) -> None:
         expected = {1: "targeted_fix", 2: "restart"}.get(seen[kind], "escalate")
         assert action.kind == expected
         assert ladder.breaker_open(kind) == (seen[kind] >= 3)
-
-
-def test_builtin_quarantine_rule() -> None:
-    policy = QuarantinePolicy(clean_runs_to_leave=2)
-    assert policy.is_quarantined("new-agent")
-    policy.record("new-agent", [Verdict("syntax", "passed")])
-    policy.record("new-agent", [Verdict("syntax", "failed")])  # a failure resets the streak
-    policy.record("new-agent", [Verdict("syntax", "passed")])
-    assert policy.is_quarantined("new-agent")
-    policy.record("new-agent", [Verdict("syntax", "passed")])
-    assert not policy.is_quarantined("new-agent")
-
-
-def test_economy_decides_when_given() -> None:
-    policy = QuarantinePolicy(lambda agent: agent.startswith("new"))
-    assert policy.is_quarantined("new-1") and not policy.is_quarantined("old-1")
-
-
-@needs_semgrep
-async def test_quarantined_agent_gets_a_strict_second_pass(runner: CheckRunner) -> None:
-    files = {"h.py": "import hashlib\nh = hashlib.md5(b'x')\n"}  # a warning only
-    trusted = QuarantinePolicy(lambda agent: False)
-    quarantined = QuarantinePolicy(lambda agent: True)
-    normal = await check_change(runner, trusted, files, ["h.py"], agent_id="a1", task_id="t1")
-    strict = await check_change(runner, quarantined, files, ["h.py"], agent_id="a2", task_id="t1")
-    assert all(v.passed for v in normal)
-    assert {v.check for v in strict} >= {"quarantine:semgrep", "quarantine:compile"}
-    assert not next(v for v in strict if v.check == "quarantine:semgrep").passed
 
 
 def test_diagnostics_name_task_and_agent_and_offer_actions() -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from delegation_machine.engine.agents.base import AgentResult, AgentWork
+from delegation_machine.engine.agents.base import Agent, AgentResult, AgentWork
+from delegation_machine.engine.agents.builtin import create_builtin_agent
+from delegation_machine.engine.notices import DiagnosticsNotice, MessageNotice
 from delegation_machine.engine.protocol import DelegationRequest, Mutation, TaskState, TextEdit
-from delegation_machine.engine.swarm import DiagnosticsNotice, MessageNotice, Swarm
+from delegation_machine.engine.swarm import Swarm
 
 ROOT = Path(__file__).resolve().parents[3]
 TARGET = "inventory/money.py"
@@ -57,21 +59,33 @@ def workspace(tmp_path: Path) -> Path:
     return target
 
 
-def scripted_swarm(workspace: Path, *, repents: bool) -> tuple[Swarm, list[tuple[str, int]]]:
-    swarm = Swarm(workspace, editor_settings={"agents": 2}, watch=False)
-    runs: list[tuple[str, int]] = []
+class ScriptedAgents:
+    """The swarm's agent factory in these tests: every agent is a `ScriptedAgent`."""
 
-    def create_agent(kind: str, worker: object, *, replacing: str | None = None) -> ScriptedAgent:
-        agent_id = f"llm-scripted@{getattr(worker, 'worker_id', 'w')}" + ("/2" if replacing else "")
-        swarm.last_scripted_agent = ScriptedAgent(agent_id, repents=repents, runs=runs)  # type: ignore[attr-defined]
-        return swarm.last_scripted_agent  # type: ignore[attr-defined]
+    def __init__(self, *, repents: bool) -> None:
+        self.repents = repents
+        self.runs: list[tuple[str, int]] = []
+        self.last: ScriptedAgent | None = None
 
-    swarm._create_agent = create_agent  # type: ignore[method-assign]
-    return swarm, runs
+    def agent_id(self, kind: str, worker_id: str) -> str:
+        return f"llm-scripted@{worker_id}"
+
+    def replacement_id(self, kind: str, replacing: str) -> str:
+        return f"{replacing}/2"
+
+    def create(self, kind: str, agent_id: str) -> Agent:
+        self.last = ScriptedAgent(agent_id, repents=self.repents, runs=self.runs)
+        return self.last
+
+
+def scripted_swarm(workspace: Path, *, repents: bool) -> tuple[Swarm, ScriptedAgents]:
+    agents = ScriptedAgents(repents=repents)
+    return Swarm(workspace, editor_settings={"agents": 2}, watch=False, agents=agents), agents
 
 
 async def test_a_fixable_mistake_costs_one_targeted_fix(workspace: Path) -> None:
-    swarm, runs = scripted_swarm(workspace, repents=True)
+    swarm, agents = scripted_swarm(workspace, repents=True)
+    runs = agents.runs
     await swarm.start()
     try:
         plan_id = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
@@ -80,7 +94,8 @@ async def test_a_fixable_mistake_costs_one_targeted_fix(workspace: Path) -> None
         adr_events = swarm.events(kinds=("adr.written",))
         later = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
         await swarm.wait(later, timeout=180)
-        records_seen = swarm.last_scripted_agent.records_seen  # type: ignore[attr-defined]
+        assert agents.last is not None
+        records_seen = agents.last.records_seen
     finally:
         await swarm.stop()
     records = list((workspace / ".delegation" / "adr").glob("*.md"))
@@ -98,7 +113,8 @@ async def test_a_hopeless_agent_is_restarted_then_escalated_and_rolled_back(
     workspace: Path,
 ) -> None:
     before = (workspace / TARGET).read_text(encoding="utf-8")
-    swarm, runs = scripted_swarm(workspace, repents=False)
+    swarm, agents = scripted_swarm(workspace, repents=False)
+    runs = agents.runs
     notices: list[object] = []
     escalated = asyncio.Event()
 
@@ -145,19 +161,35 @@ class CrashingAgent:
         raise RuntimeError("the model process died")
 
 
+class CrashingFixers:
+    """Fix agents crash; every other kind is the built-in agent."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def agent_id(self, kind: str, worker_id: str) -> str:
+        return f"{kind}@{worker_id}"
+
+    def replacement_id(self, kind: str, replacing: str) -> str:
+        return f"{replacing}/2"
+
+    def create(self, kind: str, agent_id: str) -> Agent:
+        if kind == "fix":
+            return CrashingAgent()
+        return create_builtin_agent(kind, agent_id, workspace_root=self.root)
+
+
 async def test_a_crashed_agent_fails_its_task_and_the_swarm_keeps_serving(
     workspace: Path,
 ) -> None:
     before = (workspace / TARGET).read_text(encoding="utf-8")
-    swarm = Swarm(workspace, editor_settings={"agents": 2}, watch=False)
-    builtin_create_agent = swarm._create_agent
-    swarm._create_agent = lambda kind, worker, **kw: CrashingAgent()  # type: ignore[method-assign]
+    agents = CrashingFixers(workspace)
+    swarm = Swarm(workspace, editor_settings={"agents": 2}, watch=False, agents=agents)
     await swarm.start()
     try:
         crashed = await swarm.submit(DelegationRequest(instruction="fix", path=TARGET))
         assert await swarm.wait(crashed, timeout=120) == TaskState.FAILED
         message = swarm.task_summaries(crashed)[0].message
-        swarm._create_agent = builtin_create_agent  # type: ignore[method-assign]
         healthy = await swarm.submit(DelegationRequest(instruction="format", path=TARGET))
         assert await swarm.wait(healthy, timeout=120) == TaskState.VERIFIED
     finally:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from delegation_machine.engine.notices import DiagnosticsNotice
 from delegation_machine.engine.protocol import DelegationRequest, TaskState, TaskUpdate
-from delegation_machine.engine.swarm import DelegationError, DiagnosticsNotice, Swarm
+from delegation_machine.engine.swarm import DelegationError, Swarm
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "samples" / "inventory"
@@ -78,7 +79,7 @@ async def test_workspace_fix_runs_in_parallel_and_keeps_the_sample_tests_green(
     assert len(summaries) >= 10
     assert len({s.agent.split("@")[1] for s in summaries if s.agent}) >= 2  # several workers
     assert any(s.files for s in summaries)
-    assert len(status.dispatcher["workers"]) >= 3
+    assert len(status.dispatcher.workers) >= 3
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=workspace,
@@ -126,7 +127,7 @@ async def test_edits_publish_check_tasks_whose_findings_become_diagnostics(
     swarm.subscribe(on_notice)
     await swarm.start()
     try:
-        swarm.open_document(rel, (workspace / rel).read_text(encoding="utf-8"), 1)
+        swarm.documents.open_document(rel, (workspace / rel).read_text(encoding="utf-8"), 1)
         await asyncio.wait_for(arrived.wait(), 120)
         events = swarm.events(kinds=("check.completed",))
     finally:
@@ -171,13 +172,13 @@ async def test_files_changed_outside_the_editor_are_reread_reindexed_and_recheck
     swarm.subscribe(on_notice)
     await swarm.start()
     try:
-        await swarm._index_ready.wait()
+        await swarm.index.wait_ready()
         (workspace / "inventory" / "plugin.py").write_text(
             "import yaml\n\n\ndef load_plugin(text):\n    return yaml.load(text)\n",
             encoding="utf-8",
         )  # another program writes the file: watchdog sees it
         await asyncio.wait_for(rechecked.wait(), 120)
-        definitions = swarm.index.definitions("load_plugin")
+        definitions = swarm.index.symbols.definitions("load_plugin")
         text, _ = swarm.state.read("inventory/plugin.py")
         events = swarm.events(kinds=("file.external_change",))
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
-from delegation_machine.engine.verdict_cache import VerdictCache
+from delegation_machine.engine.supervise.verdict_cache import VerdictCache
 
 
 class CountingChecker:

@@ -1,0 +1,126 @@
+"""Which plan a request gets: a built-in plan, a plan template, or the model planner.
+
+Owns `classify` (a request's task kind and arguments, from its explicit kind or from its
+instruction) and `PlanRouter`, which turns a classified request into a validated TaskGraph:
+per-file or workspace-wide built-in plans, `rename` over the files the symbol index says
+mention the name, and anything else through `plan_request` (templates first, then the model).
+Every refusal is a `DelegationError` that says what the user can do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from delegation_machine.engine.agents.builtin.instructions import parse_builtin_instruction
+from delegation_machine.engine.agents.llm_tools import workspace_repo_map
+from delegation_machine.engine.inference.config import ModelSetup, no_backend_message
+from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
+from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin, python_targets
+from delegation_machine.engine.plan.graph import TaskGraph
+from delegation_machine.engine.plan.planner import (
+    PlanningFailed,
+    PlanningUnavailable,
+    plan_request,
+)
+from delegation_machine.engine.protocol import DelegationError, DelegationRequest
+from delegation_machine.engine.state import WorkspaceState
+
+MODEL_KIND = "llm"
+
+
+def classify(request: DelegationRequest) -> tuple[str, dict[str, Any]]:
+    """The task kind of a request and the arguments its instruction gives that kind."""
+    parsed = parse_builtin_instruction(request.instruction)
+    if request.kind:
+        if request.kind in BUILTIN_KINDS:
+            arguments = parsed[1] if parsed and parsed[0] == request.kind else {}
+            return request.kind, dict(arguments)
+        if request.kind == MODEL_KIND:
+            return MODEL_KIND, {}
+        raise DelegationError(
+            f"unknown task kind {request.kind!r}; built-in kinds are "
+            f"{', '.join(BUILTIN_KINDS)}, or omit the kind to let a model plan the work"
+        )
+    if parsed is not None:
+        return parsed[0], dict(parsed[1])
+    return MODEL_KIND, {}
+
+
+class PlanRouter:
+    """Plans requests for one workspace."""
+
+    def __init__(
+        self,
+        state: WorkspaceState,
+        index: WorkspaceIndex,
+        model: ModelSetup,
+        *,
+        workspace_version: Callable[[], int],
+    ) -> None:
+        self._state = state
+        self._index = index
+        self._model = model
+        self._workspace_version = workspace_version
+
+    def workspace_sources(self) -> list[str]:
+        """The workspace's Python sources (the targets of workspace-wide built-in plans)."""
+        return python_targets(self._index.files())
+
+    async def plan(
+        self, plan_id: str, kind: str, request: DelegationRequest, arguments: Mapping[str, Any]
+    ) -> TaskGraph:
+        if kind == MODEL_KIND:
+            graph = await self._plan_with_model(plan_id, request)
+        elif kind == "rename":
+            graph = await self._plan_rename(plan_id, request, arguments)
+        else:
+            targets = (
+                [self._state.resolve(request.path)] if request.path else self.workspace_sources()
+            )
+            graph = plan_builtin(
+                plan_id, kind, request.instruction, targets=targets, arguments=arguments
+            )
+        if not len(graph):
+            where = request.path or "the workspace"
+            raise DelegationError(f"{kind}: nothing to do in {where} (no Python files found)")
+        return graph
+
+    async def _plan_rename(
+        self, plan_id: str, request: DelegationRequest, arguments: Mapping[str, Any]
+    ) -> TaskGraph:
+        old, new = arguments.get("old"), arguments.get("new")
+        if not old or not new:
+            raise DelegationError("rename needs two names: 'rename OLD NEW'")
+        await self._index.wait_ready()
+        paths = sorted({o.path for o in self._index.symbols.occurrences(old)})
+        if not paths:
+            raise DelegationError(f"rename: no symbol named {old!r} in this workspace")
+        return plan_builtin(
+            plan_id, "rename", request.instruction, targets=paths, arguments=arguments
+        )
+
+    async def _plan_with_model(self, plan_id: str, request: DelegationRequest) -> TaskGraph:
+        session = self._model.session
+        if session is None:
+            raise DelegationError(no_backend_message())
+        files = {}
+        if request.path:
+            rel = self._state.resolve(request.path)
+            files[rel] = self._state.read(rel)[0]
+        await self._index.wait_ready()
+        try:
+            return await plan_request(
+                request,
+                backend=session,
+                files=files,
+                plan_id=plan_id,
+                workspace_version=self._workspace_version(),
+                repo_map=workspace_repo_map(self._index.symbols),
+                prefixes=self._model.prefixes,
+                workspace=str(self._state.root),
+            )
+        except PlanningUnavailable:
+            raise DelegationError(no_backend_message()) from None
+        except PlanningFailed as exc:
+            raise DelegationError(f"the model could not plan this request: {exc}") from None
