@@ -133,6 +133,19 @@ class Verdict(msgspec.Struct, frozen=True):
         return self.kind == "passed"
 
 
+def verdict_summary(verdict: Verdict) -> dict[str, Any]:
+    """A verdict as the ledger stores it and `delegation/taskUpdated` carries it."""
+    return {
+        "check": verdict.check,
+        "kind": verdict.kind,
+        "reason": verdict.reason,
+        "findings": [
+            {"path": f.path, "line": f.span.start.line, "code": f.code, "message": f.message}
+            for f in verdict.findings
+        ],
+    }
+
+
 # --- tasks ----------------------------------------------------------------------------------
 
 
@@ -153,7 +166,7 @@ class TaskState(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in _FINISHED
+        return self._value_ in _FINISHED_VALUES  # by value: Enum.__hash__ is Python code
 
 
 _FINISHED = {
@@ -165,6 +178,7 @@ _FINISHED = {
     TaskState.REJECTED,
     TaskState.DONE,
 }
+_FINISHED_VALUES = frozenset(state.value for state in _FINISHED)
 
 
 class DelegationRequest(msgspec.Struct, frozen=True):

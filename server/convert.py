@@ -19,7 +19,7 @@ from delegation_machine.engine.protocol import (
     Point,
     Span,
     TaskUpdate,
-    Verdict,
+    verdict_summary,
 )
 from delegation_machine.engine.state.textdiff import diff_edits, map_position
 from delegation_machine.engine.supervise.diagnostics import TaskDiagnostic
@@ -148,18 +148,6 @@ def delegate_request(
     )
 
 
-def verdict_payload(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "check": verdict.check,
-        "kind": verdict.kind,
-        "reason": verdict.reason,
-        "findings": [
-            {"path": f.path, "line": f.span.start.line, "code": f.code, "message": f.message}
-            for f in verdict.findings
-        ],
-    }
-
-
 def task_updated_payload(update: TaskUpdate) -> dict[str, Any]:
     return {
         "taskId": update.task_id,
@@ -168,7 +156,7 @@ def task_updated_payload(update: TaskUpdate) -> dict[str, Any]:
         "agent": update.agent,
         "files": list(update.files),
         "tokens": update.tokens,
-        "verdicts": [verdict_payload(v) for v in update.verdicts],
+        "verdicts": [verdict_summary(v) for v in update.verdicts],
         "message": update.message,
     }
 

@@ -43,16 +43,22 @@ TaskObserver = Callable[[str, TaskState], None]
 PlanListener = Callable[[TaskUpdate], None]
 
 
-@dataclass
+NO_USAGE = TokenUsage()
+
+
+@dataclass(slots=True)
 class TaskRecord:
-    """What the swarm knows about one task; changed only through the `TaskBoard`."""
+    """What the swarm knows about one task; changed only through the `TaskBoard`.
+
+    The defaults are immutable, so a record costs no allocation until its task does work
+    (the dispatcher creates one per task it takes, edit tasks included)."""
 
     spec: TaskSpec
     state: TaskState = TaskState.QUEUED
     agent: str | None = None
-    files: set[str] = field(default_factory=set)  # every file the task has changed
-    verdicts: list[Verdict] = field(default_factory=list)  # of its latest check round
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    files: frozenset[str] = frozenset()  # every file the task has changed
+    verdicts: tuple[Verdict, ...] = ()  # of its latest check round
+    usage: TokenUsage = NO_USAGE
     attempts: int = 0
     started: float | None = None
     finished: float | None = None
@@ -215,7 +221,9 @@ class TaskBoard:
 
     def mark_waiting(self, task_id: str) -> None:
         """Issued into a reservation station (its inputs may not be ready)."""
-        self._transition(task_id, TaskState.WAITING)
+        record = self._tasks[task_id]
+        if not record.state.finished:
+            self._transition(record, TaskState.WAITING)
 
     def start(self, task_id: str, agent: str | None) -> None:
         """A worker's agent took the task."""
@@ -225,7 +233,7 @@ class TaskBoard:
         record.agent = agent
         if record.started is None:
             record.started = time.monotonic()
-        self._transition(task_id, TaskState.RUNNING)
+        self._transition(record, TaskState.RUNNING)
 
     def assign_agent(self, task_id: str, agent: str) -> None:
         """A fresh agent replaces the task's agent (the restart tier of recovery)."""
@@ -234,7 +242,9 @@ class TaskBoard:
         self._notify_task(record)
 
     def mark_checking(self, task_id: str) -> None:
-        self._transition(task_id, TaskState.CHECKING)
+        record = self._tasks[task_id]
+        if not record.state.finished:
+            self._transition(record, TaskState.CHECKING)
 
     def begin_attempt(self, task_id: str) -> int:
         record = self._tasks[task_id]
@@ -244,10 +254,10 @@ class TaskBoard:
     def add_result(self, task_id: str, usage: TokenUsage, files: Iterable[str]) -> None:
         record = self._tasks[task_id]
         record.usage = record.usage + usage
-        record.files.update(files)
+        record.files = record.files.union(files)
 
     def set_verdicts(self, task_id: str, verdicts: Iterable[Verdict]) -> None:
-        self._tasks[task_id].verdicts = list(verdicts)
+        self._tasks[task_id].verdicts = tuple(verdicts)
 
     def finish(self, task_id: str, state: TaskState, message: str) -> bool:
         """Move a task to a final state; False (and nothing changes) if it already was."""
@@ -258,7 +268,7 @@ class TaskBoard:
             return False
         record.finished = time.monotonic()
         record.message = message
-        self._transition(task_id, state)
+        self._transition(record, state)
         return True
 
     def close_plan(self, plan_id: str, state: TaskState, **payload: object) -> None:
@@ -320,12 +330,11 @@ class TaskBoard:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _transition(self, task_id: str, state: TaskState) -> None:
-        record = self._tasks[task_id]
-        if record.state.finished:
-            return
+    def _transition(self, record: TaskRecord, state: TaskState) -> None:
+        """Set a state the caller has checked may follow (a final state is never left)."""
         record.state = state
-        for observer in list(self._observers):
+        task_id = record.spec.task_id
+        for observer in self._observers:
             observer(task_id, state)
         if record.spec.plan_id in self._plans:
             self._record("task.state", task_id=task_id, agent_id=record.agent, state=state.value)

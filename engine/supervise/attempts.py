@@ -27,7 +27,7 @@ from delegation_machine.engine.ledger import Ledger
 from delegation_machine.engine.memory.adr import DecisionRecords
 from delegation_machine.engine.memory.context import ContextBuilder
 from delegation_machine.engine.notices import MessageNotice, NoticeStream
-from delegation_machine.engine.protocol import Mutation, TaskState, Verdict
+from delegation_machine.engine.protocol import Mutation, TaskState, Verdict, verdict_summary
 from delegation_machine.engine.schedule.board import TaskBoard, TaskRecord
 from delegation_machine.engine.state import LeaseError, StateError, WorkspaceState
 from delegation_machine.engine.supervise.change import Blame, ChangeChecker, diagnostics_notices
@@ -131,11 +131,6 @@ class AttemptLoop:
                 agent_id=agent.agent_id,
             )
             self._board.set_verdicts(spec.task_id, judged.verdicts)
-            blame = Blame(agent.agent_id, spec.kind, attempt)
-            for notice in diagnostics_notices(
-                files, judged.verdicts, failures=judged.failures, blame=blame
-            ):
-                self._notices.emit(notice)
             self._ledger.record(
                 "task.checked",
                 task_id=spec.task_id,
@@ -144,6 +139,11 @@ class AttemptLoop:
                 verdicts=[verdict_summary(v) for v in judged.verdicts],
                 new_failures=[verdict_summary(v) for v in judged.failures],
             )
+            blame = Blame(agent.agent_id, spec.kind, attempt)
+            for notice in diagnostics_notices(
+                files, judged.verdicts, failures=judged.failures, blame=blame
+            ):
+                self._notices.emit(notice)
             if not judged.failures:
                 if earlier_failures:  # failed, then fixed: the judicial loop writes an ADR
                     self._record_decision(record, applied.kept, earlier_failures)
@@ -355,19 +355,6 @@ def change_diff(before: Mapping[str, str], after: Mapping[str, str]) -> str:
                 )
             )
     return "".join(parts)
-
-
-def verdict_summary(verdict: Verdict) -> dict[str, object]:
-    """A verdict as the ledger stores it."""
-    return {
-        "check": verdict.check,
-        "kind": verdict.kind,
-        "reason": verdict.reason,
-        "findings": [
-            {"path": f.path, "line": f.span.start.line, "code": f.code, "message": f.message}
-            for f in verdict.findings
-        ],
-    }
 
 
 def mutation_summary(mutation: Mutation) -> dict[str, object]:

@@ -19,11 +19,11 @@ from delegation_machine.engine.ledger import Ledger
 from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
 from delegation_machine.engine.notices import MessageNotice, NoticeStream
 from delegation_machine.engine.plan.graph import TaskSpec
-from delegation_machine.engine.protocol import TaskState
+from delegation_machine.engine.protocol import TaskState, verdict_summary
 from delegation_machine.engine.schedule.board import TaskBoard, TaskRecord
 from delegation_machine.engine.schedule.dispatch import WorkerSpec
 from delegation_machine.engine.state import StateError, WorkspaceState
-from delegation_machine.engine.supervise.attempts import AttemptLoop, TaskOutcome, verdict_summary
+from delegation_machine.engine.supervise.attempts import AttemptLoop, TaskOutcome
 from delegation_machine.engine.supervise.change import ChangeChecker, diagnostics_notices
 from delegation_machine.engine.supervise.checks import CheckLevel
 
@@ -117,14 +117,14 @@ class TaskRunner:
         if not files:
             return False
         verdicts = await self._checker.check_files(files, list(files), task_id=None)
-        for notice in diagnostics_notices(files, verdicts):
-            self._notices.emit(notice)
         self._ledger.record(
             "check.completed",
             task_id=spec.task_id,
             paths=list(files),
             verdicts=[verdict_summary(v) for v in verdicts],
         )
+        for notice in diagnostics_notices(files, verdicts):
+            self._notices.emit(notice)
         return True
 
     async def _run_delegated_check(self, record: TaskRecord) -> bool:
@@ -137,14 +137,14 @@ class TaskRunner:
             files, list(files), task_id=spec.task_id, level=level
         )
         self._board.set_verdicts(spec.task_id, verdicts)
-        for notice in diagnostics_notices(files, verdicts):
-            self._notices.emit(notice)
         self._ledger.record(
             "task.checked",
             task_id=spec.task_id,
             agent_id=SUPERVISOR,
             verdicts=[verdict_summary(v) for v in verdicts],
         )
+        for notice in diagnostics_notices(files, verdicts):
+            self._notices.emit(notice)
         unavailable = [v for v in verdicts if v.kind == "error"]
         if unavailable:
             reasons = "; ".join(f"{v.check}: {v.reason}" for v in unavailable)
