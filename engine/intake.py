@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from delegation_machine.engine.ledger import Ledger
@@ -26,8 +26,9 @@ from delegation_machine.engine.state.watcher import ChangeKind, WorkspaceWatcher
 log = logging.getLogger(__name__)
 
 EDIT_PLAN = "edit"  # plan id of the index and check tasks that edits publish
-INDEX_COST = 0.2  # estimated seconds on a built-in worker (HEFT ranks on these)
-CHECK_COST = 2.0
+# What a settled change publishes, with estimated seconds on a built-in worker (HEFT ranks
+# on these).
+EDIT_TASK_COSTS = (("index", 0.2), ("check", 2.0))
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], object]
 
@@ -59,9 +60,8 @@ class DocumentIntake:
         # Bumped whenever workspace content changes; agents at one version share a prefix.
         self.workspace_version = 0
 
-    def bump_version(self) -> int:
+    def bump_version(self) -> None:
         self.workspace_version += 1
-        return self.workspace_version
 
     # --- the editor's buffers (the peer "user") -------------------------------------------
 
@@ -95,6 +95,13 @@ class DocumentIntake:
         rel = self.state.resolve(path)
         self._schedule(rel, delay_s=0.0)
         return rel
+
+    def restored(self, paths: Iterable[str]) -> None:
+        """A task's edits to `paths` were undone: write the closed ones back, re-check all."""
+        for rel in paths:
+            if not self.state.is_open(rel):
+                self.state.flush(rel)
+            self.recheck(rel)
 
     # --- the disk (the peer "disk") -------------------------------------------------------
 
@@ -146,18 +153,12 @@ class DocumentIntake:
         n = self._published
         specs = [
             TaskSpec(
-                task_id=f"{EDIT_PLAN}.{n}.index",
-                kind="index",
+                task_id=f"{EDIT_PLAN}.{n}.{kind}",
+                kind=kind,
                 paths=(rel,),
                 plan_id=EDIT_PLAN,
-                cost={"builtin": INDEX_COST},
-            ),
-            TaskSpec(
-                task_id=f"{EDIT_PLAN}.{n}.check",
-                kind="check",
-                paths=(rel,),
-                plan_id=EDIT_PLAN,
-                cost={"builtin": CHECK_COST},
-            ),
+                cost={"builtin": cost},
+            )
+            for kind, cost in EDIT_TASK_COSTS
         ]
         self._spawn(self._ring.publish_batch(specs), f"publish-edit-{n}")

@@ -263,8 +263,8 @@ class Swarm:
         graph = await self.planner.plan(plan_id, kind, request, arguments)
         specs = [graph.task(task_id) for task_id in graph.topological_order()]
         self.board.add_plan(plan_id, request, kind, specs)
-        # The quick checks' baselines of every task, from one batched run.
-        self.checker.prefetch(self.attempts.read_files({p for s in specs for p in s.paths}))
+        if self.checker.level == "quick":  # every task's baseline from one batched run
+            self.checker.prefetch(self.attempts.read_files({p for s in specs for p in s.paths}))
         await self.ring.publish_batch(specs)
         return plan_id
 
@@ -301,10 +301,7 @@ class Swarm:
             if changed and record.agent and record.agent != SUPERVISOR:
                 # The user undid this agent's work: its change broke what the user wanted.
                 self.economy.record_breakage(record.agent, USER_PEER)
-        for rel in restored:
-            if not self.state.is_open(rel):
-                self.state.flush(rel)
-            self.documents.recheck(rel)
+        self.documents.restored(sorted(restored))
         self.board.close_plan(task_id, TaskState.REJECTED, paths=sorted(restored))
         return plan.state
 

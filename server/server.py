@@ -177,12 +177,9 @@ class DelegationServer(LanguageServer):
         of them are still on their way otherwise); a newer notice replaces a waiting one."""
         key = (notice.path, notice.check)
         self._unpublished[key] = notice
-        if self.bridge is None:
-            self._publish_diagnostics(key, None)
-        else:
-            self.bridge.when_delivered(
-                notice.path, lambda client_text: self._publish_diagnostics(key, client_text)
-            )
+        self.require_bridge().when_delivered(
+            notice.path, lambda client_text: self._publish_diagnostics(key, client_text)
+        )
 
     def _publish_diagnostics(self, key: tuple[str, str], client_text: str | None) -> None:
         notice = self._unpublished.pop(key, None)

@@ -13,11 +13,11 @@ before any listener is told. Finished tasks outside any plan are forgotten after
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -31,8 +31,6 @@ from delegation_machine.engine.protocol import (
     TaskUpdate,
     Verdict,
 )
-
-log = logging.getLogger(__name__)
 
 FINISHED_MEMORY = 10_000
 ACTIVE_STATES = (TaskState.RUNNING, TaskState.CHECKING)
@@ -179,12 +177,6 @@ class TaskBoard:
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def require_task(self, task_id: str) -> TaskRecord:
-        record = self._tasks.get(task_id)
-        if record is None:
-            raise DelegationError(f"no task with id {task_id!r}")
-        return record
-
     def plan(self, plan_id: str) -> PlanRecord:
         plan = self._plans.get(plan_id)
         if plan is None:
@@ -211,11 +203,7 @@ class TaskBoard:
 
     def busy_agents(self, prefix: str = "") -> set[str]:
         """Agents (whose id starts with `prefix`) of tasks running or being checked."""
-        return {
-            r.agent
-            for r in self._tasks.values()
-            if r.agent and r.agent.startswith(prefix) and r.state in ACTIVE_STATES
-        }
+        return {a.agent for a in self.activity() if a.agent and a.agent.startswith(prefix)}
 
     # --- transitions ------------------------------------------------------------------------
 
@@ -271,7 +259,7 @@ class TaskBoard:
         self._transition(record, state)
         return True
 
-    def close_plan(self, plan_id: str, state: TaskState, **payload: object) -> None:
+    def close_plan(self, plan_id: str, state: TaskState, **payload: Any) -> None:
         """The user settled a finished plan: ACCEPTED or REJECTED (recorded as plan.<state>)."""
         if state not in (TaskState.ACCEPTED, TaskState.REJECTED):
             raise ValueError(f"a plan is closed as accepted or rejected, not {state.value}")
@@ -397,9 +385,17 @@ class TaskBoard:
                 return worst
         return TaskState.VERIFIED
 
-    def _record(self, kind: str, /, **payload: object) -> None:
+    def _record(
+        self,
+        kind: str,
+        /,
+        *,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+        **payload: Any,
+    ) -> None:
         if self._ledger is not None:
-            self._ledger.record(kind, **payload)  # type: ignore[arg-type]
+            self._ledger.record(kind, task_id=task_id, agent_id=agent_id, **payload)
 
     def _forget_oldest_unplanned(self, task_id: str) -> None:
         self._finished_unplanned.append(task_id)

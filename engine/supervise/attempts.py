@@ -100,16 +100,17 @@ class AttemptLoop:
     async def run(self, record: TaskRecord) -> TaskOutcome:
         """Take a started task (its agent named on the board) to its outcome."""
         spec = record.spec
-        agent_id = record.agent or self._agents.agent_id(spec.kind, "unassigned")
-        agent = self._agents.create(spec.kind, agent_id)
+        if record.agent is None:
+            raise AgentFailure(f"task {spec.task_id} was started without an agent")
         breaker = self._recovery.breaker(spec.kind)
-        if breaker is not None:
+        if breaker is not None:  # no agent is built for a task that is not going to run
             return self._escalate(
                 record,
                 (),
                 f"the circuit breaker for {spec.kind!r} tasks is open since {breaker.task_id}",
                 ESCALATION_CHOICES,
             )
+        agent = self._agents.create(spec.kind, record.agent)
         baseline_texts = self.read_files(spec.paths)
         feedback: tuple[Verdict, ...] = ()
         previous_diff = ""
@@ -121,7 +122,7 @@ class AttemptLoop:
                 return applied
             self._board.mark_checking(spec.task_id)
             # Every file the task has changed in any attempt, not only in this one.
-            files = self.read_files(sorted(applied.touched | record.files | set(spec.paths)))
+            files = self.read_files(sorted(record.files | set(spec.paths)))
             before = {p: baseline_texts[p] for p in files if p in baseline_texts}
             judged = await self._checker.check_change(
                 before,
@@ -262,10 +263,7 @@ class AttemptLoop:
         restored = self._state.reject_task(task_id)
         if not restored:
             return  # already undone
-        for rel in restored:
-            if not self._state.is_open(rel):
-                self._state.flush(rel)
-            self._intake.recheck(rel)  # the rolled-back findings go away
+        self._intake.restored(restored)  # the rolled-back findings go away
         self._ledger.record("task.rolled_back", task_id=task_id, paths=restored)
 
     def _commit(self, record: TaskRecord, kept: Sequence[Mutation]) -> TaskOutcome:

@@ -54,9 +54,8 @@ class ChangeChecker:
         self._quick = VerdictCache(self._run_quick)
 
     def prefetch(self, files: Mapping[str, str]) -> None:
-        """Start the quick checks of `files` now (one batched run), when that is the level."""
-        if self.level == "quick":
-            self._quick.prefetch(files)
+        """Start the quick checks of `files` now, in one batched run (the quick level only)."""
+        self._quick.prefetch(files)
 
     async def check_files(
         self,

@@ -17,10 +17,11 @@ from lsprotocol import types
 
 from delegation_machine.engine.notices import DiagnosticsNotice
 from delegation_machine.engine.protocol import Finding, Point, Span, TextEdit
+from delegation_machine.engine.state import WorkspaceState
 from delegation_machine.server import convert
 from delegation_machine.server.server import DelegationServer
 
-from .test_edit_bridge import PATH, agent_edit, make
+from .test_edit_bridge import PATH, Editor, agent_edit, bridged, make
 
 TEXT = "import os\nx = eval(data)\n"
 EVAL = Finding(PATH, Span(Point(1, 4), Point(1, 14)), "eval of input", "semgrep:dm-eval")
@@ -102,7 +103,11 @@ async def test_a_newer_notice_replaces_one_still_waiting(tmp_path: Path) -> None
 
 
 def test_a_closed_file_is_published_against_the_checked_text(tmp_path: Path) -> None:
+    (tmp_path / PATH).write_text(TEXT)
     server = CapturingServer(tmp_path)
+    server.bridge = bridged(
+        Editor(tmp_path, "utf-16").apply_edit, WorkspaceState(tmp_path), server.uri_for, "utf-16"
+    )
     server.on_notice(DiagnosticsNotice(PATH, "semgrep", (EVAL,), TEXT))
     (published,) = server.published
     (diagnostic,) = published.diagnostics
