@@ -4,12 +4,17 @@ The pytest-lsp client gets what real editors have and its defaults lack: a
 `workspace/applyEdit` handler that applies edits to the client's own buffers and answers
 with didChange, a `delegation/taskUpdated` collector, and a structure hook so a CodeAction
 that carries a command is not decoded as a bare Command (lsprotocol 2025.0.0).
+
+Real editors that come as Debian packages (Emacs with eglot) are installed here with
+apt-get, so a fresh machine running `make test` exercises them instead of skipping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "inventory"
 SERVER_COMMAND = [sys.executable, "-m", "delegation_machine.server", "serve"]
 CLIENTS = ["visual-studio-code", "neovim", "emacs"]
+EMACS_PACKAGES = ["emacs-nox", "elpa-eglot"]
+DEBIAN_ELPA = "/usr/share/emacs/site-lisp/elpa"
+APT_TIMEOUT_S = 540
 
 
 def copy_sample(destination: Path) -> Path:
@@ -215,6 +223,68 @@ def make_editor_client() -> LanguageClient:
     client.editor = EditorState(client)  # type: ignore[attr-defined]
     install_editor_handlers(client, client.editor)  # type: ignore[attr-defined]
     return client
+
+
+def apt_get(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """One apt-get run, non-interactive, waiting for a dpkg lock another install holds."""
+    command = ["apt-get", "-o", "DPkg::Lock::Timeout=300", *arguments]
+    if os.geteuid() != 0:
+        command = ["sudo", "-n", *command]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
+    )
+
+
+def install_debian_packages(packages: list[str]) -> None:
+    """apt-get install `packages`; refreshes the package lists once if they are stale.
+
+    Skips only where this set-up cannot install at all (no apt-get, or neither root nor
+    password-less sudo); an install that can run but fails fails the test, with apt's output.
+    """
+    if shutil.which("apt-get") is None:
+        pytest.skip(f"no apt-get to install {' '.join(packages)} (Debian packages)")
+    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], check=False).returncode:
+        pytest.skip(f"apt-get needs root or password-less sudo to install {' '.join(packages)}")
+    install = ["install", "-y", "--no-install-recommends", *packages]
+    done = apt_get(install)
+    if done.returncode != 0:
+        updated = apt_get(["update"])
+        assert updated.returncode == 0, f"apt-get update failed:\n{updated.stderr[-3000:]}"
+        done = apt_get(install)
+    assert done.returncode == 0, f"apt-get install {packages} failed:\n{done.stderr[-3000:]}"
+
+
+def emacs_eglot_probe(emacs: str) -> subprocess.CompletedProcess[str]:
+    """`(require 'eglot)` in a bare Emacs with Debian's elpa folders on the load-path."""
+    return subprocess.run(
+        [
+            emacs,
+            "--batch",
+            "-Q",
+            "--eval",
+            f'(progn (dolist (d (and (file-directory-p "{DEBIAN_ELPA}")'
+            f' (directory-files "{DEBIAN_ELPA}" t "^[a-z]")))'
+            " (add-to-list 'load-path d)) (require 'eglot))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def emacs_with_eglot() -> str:
+    """The path of an Emacs that loads eglot, installing emacs-nox and elpa-eglot if needed."""
+    emacs = shutil.which("emacs")
+    if emacs is None or emacs_eglot_probe(emacs).returncode != 0:
+        install_debian_packages(EMACS_PACKAGES)
+        emacs = shutil.which("emacs")
+    assert emacs is not None, f"{EMACS_PACKAGES} installed but no emacs on PATH"
+    probe = emacs_eglot_probe(emacs)
+    assert probe.returncode == 0, f"emacs cannot load eglot:\n{probe.stderr[-2000:]}"
+    return emacs
 
 
 @pytest.fixture
