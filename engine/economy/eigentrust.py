@@ -2,8 +2,10 @@
 
 Owns the power iteration t <- (1 - a) C^T t + a p over sparse local trust (dict of dicts, or
 index arrays), a dense baseline, and the temporal decay of local scores (docs/economy.md).
-Invariants: local scores are clipped at zero and row-normalised; a peer that trusts nobody
-trusts the pre-trusted peers; global scores are non-negative and sum to 1.
+Invariants: local scores are clipped at zero and row-normalised; pre-trust p is a
+distribution (weights normalised, or uniform over a plain set of names); a peer that trusts
+nobody trusts according to p (its row of C is p, as in the paper); global scores are
+non-negative and sum to 1.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ IndexArray = NDArray[np.int64]
 
 
 class TrustError(ValueError):
-    """Bad input to EigenTrust: a non-finite score, alpha outside [0, 1), a bad tolerance."""
+    """Bad input to EigenTrust: a non-finite score, a negative or non-finite pre-trust
+    weight, alpha outside [0, 1), a bad tolerance."""
 
 
 class TrustResult(msgspec.Struct, frozen=True):
@@ -79,9 +82,26 @@ def _check_parameters(alpha: float, tol: float, max_iter: int) -> None:
         raise TrustError(f"max_iter must be positive, got {max_iter}")
 
 
+def pretrust_weights(pretrusted: Collection[str] | Mapping[str, float]) -> dict[str, float]:
+    """Name -> pre-trust weight: a mapping's own weights, or 1 for each name of a collection.
+
+    Raises TrustError for a negative or non-finite weight, or a non-empty mapping whose
+    weights are all zero (it names pre-trusted peers yet trusts none of them).
+    """
+    if not isinstance(pretrusted, Mapping):
+        return dict.fromkeys(pretrusted, 1.0)
+    weights = {name: float(weight) for name, weight in pretrusted.items()}
+    for name, weight in weights.items():
+        if not math.isfinite(weight) or weight < 0:
+            raise TrustError(f"pretrusted[{name!r}] must be finite and >= 0, got {weight}")
+    if weights and math.fsum(weights.values()) <= 0:
+        raise TrustError(f"pre-trust weights sum to zero: {weights}")
+    return weights
+
+
 def eigentrust(
     local_trust: Mapping[str, Mapping[str, float]],
-    pretrusted: Collection[str] = (),
+    pretrusted: Collection[str] | Mapping[str, float] = (),
     alpha: float = 0.15,
     tol: float = 1e-6,
     max_iter: int = 1_000,
@@ -89,14 +109,18 @@ def eigentrust(
 ) -> TrustResult:
     """Global trust from sparse local trust (rater -> ratee -> score).
 
-    Peers are every rater, ratee, pre-trusted peer and member of `peers`. With no pre-trusted
-    peer, p is uniform. Iteration starts at t = p and stops when ||t' - t||_1 <= tol.
+    `pretrusted` is a collection of names (each gets the same pre-trust, as in the paper) or
+    a mapping of names to non-negative weights (OpenRank-style seed trust), normalised to
+    the distribution p. Peers are every rater, ratee, pre-trusted peer and member of
+    `peers`. With no pre-trusted peer, p is uniform over all peers. Iteration starts at
+    t = p and stops when ||t' - t||_1 <= tol.
     """
     _check_parameters(alpha, tol, max_iter)
+    seed = pretrust_weights(pretrusted)
     names = sorted(
         set(local_trust)
         | {ratee for row in local_trust.values() for ratee in row}
-        | set(pretrusted)
+        | set(seed)
         | set(peers)
     )
     if not names:
@@ -114,8 +138,8 @@ def eigentrust(
                 targets.append(position[ratee])
                 weights.append(score)
     pretrust = np.zeros(len(names))
-    for name in pretrusted:
-        pretrust[position[name]] = 1.0
+    for name, weight in seed.items():
+        pretrust[position[name]] = weight
     vector, iterations, residual = eigentrust_sparse(
         len(names),
         np.asarray(sources, dtype=np.int64),
@@ -131,9 +155,17 @@ def eigentrust(
 
 
 def _pretrust_vector(size: int, pretrust: FloatArray | None) -> FloatArray:
-    if pretrust is None or float(pretrust.sum()) <= 0:
+    """p: the weights normalised to sum to 1; uniform when there are none (all zero)."""
+    if pretrust is None:
         return np.full(size, 1.0 / size)
-    return np.asarray(pretrust / pretrust.sum(), dtype=np.float64)
+    if pretrust.shape != (size,):
+        raise TrustError(f"pretrust must have shape ({size},), got {pretrust.shape}")
+    if not bool(np.all(np.isfinite(pretrust))) or bool(np.any(pretrust < 0)):
+        raise TrustError(f"pretrust weights must be finite and >= 0, got {pretrust}")
+    total = float(pretrust.sum())
+    if total <= 0:
+        return np.full(size, 1.0 / size)
+    return np.asarray(pretrust / total, dtype=np.float64)
 
 
 def eigentrust_sparse(

@@ -1,4 +1,5 @@
-"""EigenTrust: a hand-computed example, collusion, dangling rows, sparse == dense, decay."""
+"""EigenTrust: hand-computed examples, weighted pre-trust, collusion, dangling rows,
+sparse == dense, decay."""
 
 from __future__ import annotations
 
@@ -27,6 +28,60 @@ def test_hand_computed_three_peers():
     result = eigentrust(local, pretrusted={"A"}, alpha=0.5, tol=1e-12)
     assert result.converged
     assert result.scores == pytest.approx({"A": 0.64, "B": 0.08, "C": 0.28}, abs=1e-9)
+
+
+def test_weighted_pretrust_known_answer():
+    # Local trust ek->sd 100, ek->vm 75, vm->sd 100; sd trusts nobody. Pre-trust ek 50,
+    # vm 100 normalises to p = (ek 1/3, sd 0, vm 2/3). Rows: ek = (sd 4/7, vm 3/7),
+    # vm = (sd 1), and sd's empty row becomes p (the paper's convention: a peer that trusts
+    # nobody trusts the pre-trusted peers). With a = 1/2, t = (1 - a) C^T t + a p reads
+    #   t_ek = t_sd / 6 + 1/6
+    #   t_vm = 3 t_ek / 14 + t_sd / 3 + 1/3
+    #   t_sd = 2 t_ek / 7 + t_vm / 2
+    # whose solution is t = (28, 39, 62) / 129. (Sending sd's row uniformly to all three
+    # peers instead, PageRank-style, gives about (28.79, 43.75, 56.46) / 129.)
+    local = {"ek": {"sd": 100.0, "vm": 75.0}, "vm": {"sd": 100.0}}
+    result = eigentrust(local, pretrusted={"ek": 50.0, "vm": 100.0}, alpha=0.5, tol=1e-14)
+    assert result.converged
+    expected = {"ek": 28 / 129, "sd": 39 / 129, "vm": 62 / 129}
+    assert result.scores == pytest.approx(expected, abs=1e-12)
+    # only the weights' proportions matter, and a plain set stays uniform (ek 1/2, vm 1/2)
+    rescaled = eigentrust(local, pretrusted={"ek": 1.0, "vm": 2.0}, alpha=0.5, tol=1e-14)
+    assert rescaled.scores == pytest.approx(expected, abs=1e-12)
+    uniform = eigentrust(local, pretrusted={"ek", "vm"}, alpha=0.5, tol=1e-14)
+    halves = eigentrust(local, pretrusted={"ek": 3.0, "vm": 3.0}, alpha=0.5, tol=1e-14)
+    assert uniform.scores == pytest.approx(halves.scores, abs=1e-12)
+    assert uniform.scores["ek"] == pytest.approx(1 / 2 * 0.5 + 0.5 * uniform.scores["sd"] / 2)
+
+
+def test_a_zero_weight_peer_is_a_peer_without_pretrust():
+    result = eigentrust({"a": {"b": 1.0}}, pretrusted={"a": 1.0, "c": 0.0}, alpha=0.5)
+    assert set(result.scores) == {"a", "b", "c"}
+    assert result.scores["c"] == 0.0  # nobody trusts c and it holds no pre-trust
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"a": -1.0, "b": 2.0}, "pretrusted\\['a'\\] must be finite and >= 0"),
+        ({"a": math.nan}, "pretrusted\\['a'\\] must be finite"),
+        ({"a": math.inf, "b": 1.0}, "pretrusted\\['a'\\] must be finite"),
+        ({"a": 0.0, "b": 0.0}, "sum to zero"),
+    ],
+)
+def test_bad_pretrust_weights_are_refused(weights, message):
+    with pytest.raises(TrustError, match=message):
+        eigentrust({"a": {"b": 1.0}}, pretrusted=weights)
+
+
+def test_bad_pretrust_arrays_are_refused():
+    matrix = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(TrustError, match="finite and >= 0"):
+        eigentrust_dense(matrix, np.array([1.0, -0.5]))
+    with pytest.raises(TrustError, match="finite and >= 0"):
+        eigentrust_dense(matrix, np.array([1.0, math.nan]))
+    with pytest.raises(TrustError, match="shape"):
+        eigentrust_dense(matrix, np.array([1.0, 0.0, 0.0]))
 
 
 def test_colluders_nobody_outside_trusts_stay_at_zero():
@@ -98,6 +153,28 @@ def test_sparse_matches_dense_and_is_a_distribution(local, pretrusted, alpha):
     if result.converged:
         assert [result.scores[n] for n in names] == pytest.approx(list(dense), abs=1e-7)
     assert all(value >= 0 for value in result.scores.values())
+    assert math.fsum(result.scores.values()) == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sparse_graphs,
+    st.dictionaries(st.sampled_from("abcdefg"), st.floats(0.0, 100.0), min_size=1, max_size=4),
+    st.floats(0.0, 0.9),
+)
+def test_weighted_pretrust_sparse_matches_dense(local, weights, alpha):
+    if math.fsum(weights.values()) <= 0:
+        weights = {**weights, "a": 1.0}
+    result = eigentrust(local, weights, alpha=alpha, tol=1e-12, max_iter=20_000, peers="abcdefg")
+    names = sorted(result.scores)
+    matrix = np.zeros((len(names), len(names)))
+    for rater, row in local.items():
+        for ratee, score in row.items():
+            matrix[names.index(rater), names.index(ratee)] = score
+    pre = np.array([weights.get(n, 0.0) for n in names])
+    dense, _, _ = eigentrust_dense(matrix, pre, alpha=alpha, tol=1e-12, max_iter=20_000)
+    if result.converged:
+        assert [result.scores[n] for n in names] == pytest.approx(list(dense), abs=1e-7)
     assert math.fsum(result.scores.values()) == pytest.approx(1.0)
 
 
