@@ -88,6 +88,7 @@ def digests(password, salt, key):
 """,
     "dm-requests-verify-false": """
 import requests
+from unittest import mock
 
 def fetch(url, session):
     a = requests.get(url, timeout=5, verify=False)  # ruleid: dm-requests-verify-false
@@ -97,6 +98,45 @@ def fetch(url, session):
     ok2 = requests.get(url, verify=True)
     ok3 = requests.get(url, verify="/etc/ssl/private-ca.pem")
     return a, b, c, ok1, ok2, ok3
+
+def through_a_session(session, url, body, make_client):
+    # a session or client from elsewhere: every verb, any receiver
+    a = session.get(url, verify=False)  # ruleid: dm-requests-verify-false
+    b = session.post(url, data=body, verify=False)  # ruleid: dm-requests-verify-false
+    c = session.put(url, data=body, timeout=3, verify=False)  # ruleid: dm-requests-verify-false
+    d = session.patch(url, json=body, verify=False)  # ruleid: dm-requests-verify-false
+    e = session.delete(url, verify=False)  # ruleid: dm-requests-verify-false
+    f = session.head(url, verify=False)  # ruleid: dm-requests-verify-false
+    g = session.request("GET", url, verify=False)  # ruleid: dm-requests-verify-false
+    h = requests.Session().get(url, verify=False)  # ruleid: dm-requests-verify-false
+    i = make_client().post(url, verify=False)  # ruleid: dm-requests-verify-false
+    return a, b, c, d, e, f, g, h, i
+
+class Api:
+    def __init__(self, session):
+        self.session = session
+
+    def ping(self, url):
+        return self.session.get(url, verify=False)  # ruleid: dm-requests-verify-false
+
+def look_alikes(session, url, options, settings, client, get, verify):
+    # nothing below turns verification off through a keyword verify=False
+    ok1 = session.get(url, verify=True)
+    ok2 = session.get(url, verify="/etc/ssl/private-ca.pem")
+    ok3 = session.post(url, timeout=5)
+    ok4 = options.get("verify", False)
+    ok5 = settings.get("verify_ssl", False)
+    ok6 = client.get(url, verify_ssl=False)
+    ok7 = session.get(url, headers={"verify": False})
+    ok8 = client.get_verify(url, verify=False)
+    ok9 = client.verify(url, strict=False)
+    ok10 = session.fetch(url, verify=False)
+    ok11 = get(url, verify=False)
+    ok12 = session.get(url, verify=verify)
+    ok13 = session.get(url, False)
+    with mock.patch.object(requests, "get") as fake:
+        fake.assert_called_once_with(url, verify=False)
+    return ok1, ok2, ok3, ok4, ok5, ok6, ok7, ok8, ok9, ok10, ok11, ok12, ok13
 """,
     "dm-tempfile-mktemp": """
 import tempfile
