@@ -3,7 +3,9 @@
 Owns `classify` (a request's task kind and arguments, from its explicit kind or from its
 instruction) and `PlanRouter`, which turns a classified request into a validated TaskGraph:
 per-file or workspace-wide built-in plans, `rename` over the files the symbol index says
-mention the name, and anything else through `plan_request` (templates first, then the model).
+mention the name, a natural-language request on one file or a selection straight to one
+agent (its template if one fits, else one LLM task: no model planner), and a workspace-wide
+request through `plan_request` (templates, then the model planner).
 Every refusal is a `DelegationError` that says what the user can do instead.
 """
 
@@ -12,17 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from delegation_machine.engine.agents.builtin.instructions import parse_builtin_instruction
 from delegation_machine.engine.agents.llm_tools import workspace_repo_map
 from delegation_machine.engine.inference.config import ModelSetup, no_backend_message
 from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
 from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin, python_targets
-from delegation_machine.engine.plan.graph import TaskGraph
+from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
 from delegation_machine.engine.plan.planner import (
     PlanningFailed,
     PlanningUnavailable,
     plan_request,
 )
+from delegation_machine.engine.plan.templates import plan_from_template
 from delegation_machine.engine.protocol import DelegationError, DelegationRequest
 from delegation_machine.engine.state import WorkspaceState
 
@@ -45,6 +50,27 @@ def classify(request: DelegationRequest) -> tuple[str, dict[str, Any]]:
     if parsed is not None:
         return parsed[0], dict(parsed[1])
     return MODEL_KIND, {}
+
+
+def one_agent_plan(plan_id: str, request: DelegationRequest, path: str) -> TaskGraph:
+    """One LLM task on `path` (workspace-relative): the editor's (or `run --file`) targeting
+    already says where the work is, so there is nothing for a planner to split."""
+    where = path
+    if request.span is not None:
+        where += f" lines {request.span.start.line + 1}-{request.span.end.line + 1}"
+    tag = f"file:{path}"
+    task = TaskSpec(
+        task_id=f"{plan_id}.1",
+        kind=MODEL_KIND,
+        instruction=f"In {where}: {request.instruction.strip()}",
+        paths=(path,),
+        inputs=(tag,),
+        outputs=(tag,),
+        cost={MODEL_KIND: 20.0},
+        handoff_tokens=200,
+        plan_id=plan_id,
+    )
+    return TaskGraph.from_tags([task])
 
 
 class PlanRouter:
@@ -104,16 +130,13 @@ class PlanRouter:
         session = self._model.session
         if session is None:
             raise DelegationError(no_backend_message())
-        files = {}
         if request.path:
-            rel = self._state.resolve(request.path)
-            files[rel] = self._state.read(rel)[0]
+            return self._plan_on_file(plan_id, request, self._state.resolve(request.path))
         await self._index.wait_ready()
         try:
             return await plan_request(
                 request,
                 backend=session,
-                files=files,
                 plan_id=plan_id,
                 workspace_version=self._workspace_version(),
                 repo_map=workspace_repo_map(self._index.symbols),
@@ -124,3 +147,14 @@ class PlanRouter:
             raise DelegationError(no_backend_message()) from None
         except PlanningFailed as exc:
             raise DelegationError(f"the model could not plan this request: {exc}") from None
+
+    def _plan_on_file(self, plan_id: str, request: DelegationRequest, rel: str) -> TaskGraph:
+        """A request on one file or a selection: its template, else one agent; no planner."""
+        on_file = msgspec.structs.replace(request, path=rel)
+        templated = plan_from_template(
+            on_file, plan_id=plan_id, files={rel: self._state.read(rel)[0]}
+        )
+        if templated is not None:
+            templated.validate()
+            return templated
+        return one_agent_plan(plan_id, on_file, rel)
