@@ -22,6 +22,7 @@ from delegation_machine.engine.notices import MessageNotice, Notice
 from delegation_machine.engine.protocol import (
     DelegationError,
     DelegationRequest,
+    Span,
     TaskState,
     TaskUpdate,
 )
@@ -120,7 +121,11 @@ async def run_tasks(
     as_json: bool,
     out: TextIO = sys.stdout,
     timeout_s: float = 600,
+    path: str | None = None,
+    span: Span | None = None,
 ) -> int:
+    """Submit each instruction (on `path` and `span` when given, as the editor targets a file
+    or selection), wait for every plan, print the summary; the exit code."""
     swarm = Swarm(workspace, editor_settings={"agents": agents} if agents else None, watch=False)
     printer = ProgressPrinter(swarm, out, enabled=not as_json)
     swarm.subscribe(printer)
@@ -131,7 +136,8 @@ async def run_tasks(
     try:
         for instruction in instructions:
             try:
-                plan_ids.append(await swarm.submit(DelegationRequest(instruction=instruction)))
+                request = DelegationRequest(instruction=instruction, path=path, span=span)
+                plan_ids.append(await swarm.submit(request))
             except DelegationError as exc:
                 errors.append(f"{instruction!r}: {exc}")
         for plan_id in plan_ids:
