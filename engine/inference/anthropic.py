@@ -17,6 +17,7 @@ import msgspec
 from delegation_machine.engine.inference.backend import (
     BackendProtocolError,
     BackendServerError,
+    BackendStreamBroken,
     BackendUsage,
     ChatMessage,
     ChatRequest,
@@ -110,6 +111,7 @@ class AnthropicBackend(HttpBackend):
     ) -> AsyncIterator[StreamDelta]:
         usage: dict[str, Any] = {}
         finish: str | None = None
+        stopped = False
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -136,5 +138,11 @@ class AnthropicBackend(HttpBackend):
                     provider=self.provider,
                 )
             elif kind == "message_stop":
+                stopped = True
                 break
+        if not stopped and finish is None:
+            raise BackendStreamBroken(
+                f"{self.where} ended its stream before the reply was complete",
+                provider=self.provider,
+            )
         yield StreamDelta(usage=parse_anthropic_usage(usage), finish_reason=finish)

@@ -116,8 +116,30 @@ class BackendRefused(BackendError):
     """HTTP 4xx other than 429: bad key, unknown model, request too large. Not retried."""
 
 
+class BackendContextOverflow(BackendRefused):
+    """The prompt and the reply do not fit the model's context window (before or after sending).
+
+    Not retried: the same prompt would overflow again. The message says what to configure.
+    """
+
+
 class BackendProtocolError(BackendError):
     """The server answered something that is not the protocol we speak."""
+
+
+class BackendStreamBroken(BackendServerError):
+    """The stream stopped before the reply was complete (server killed, connection cut)."""
+
+
+def failure_record(error: BackendError) -> dict[str, Any]:
+    """What the ledger keeps about a model failure: its kind, where, and the (redacted) reason."""
+    return {
+        "error": type(error).__name__,
+        "provider": error.provider,
+        "status": error.status,
+        "retryable": error.retryable,
+        "reason": str(error),
+    }
 
 
 _REDACTED = "[redacted]"
@@ -131,15 +153,41 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# How servers word "the prompt does not fit": vLLM, llama.cpp, OpenAI, Anthropic, SGLang.
+_OVERFLOW_WORDS = (
+    "maximum context length",
+    "context length",
+    "context size",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "max_model_len",
+)
+
+CONTEXT_HINT = (
+    "Raise the server's context (vLLM --max-model-len, llama.cpp -c per slot) and set "
+    "inference.context_window to match, or lower inference.max_output_tokens."
+)
+
+
 def error_for_status(status: int, detail: str, *, where: str, provider: str) -> BackendError:
     excerpt = detail.strip().replace("\n", " ")[:300]
+    if status in (400, 413, 422) and any(w in detail.lower() for w in _OVERFLOW_WORDS):
+        return BackendContextOverflow(
+            f"{where} refused the prompt as too long for the model's context window "
+            f"(HTTP {status}): {excerpt}. {CONTEXT_HINT}",
+            provider=provider,
+            status=status,
+        )
     if status == 429:
         return BackendRateLimited(
             f"{where} is rate limiting (HTTP 429): {excerpt}", provider=provider, status=status
         )
     if status >= 500:
         return BackendServerError(
-            f"{where} failed (HTTP {status}): {excerpt}", provider=provider, status=status
+            f"{where} failed (HTTP {status}): {excerpt}. See the model server's log",
+            provider=provider,
+            status=status,
         )
     hint = ""
     if status in (401, 403):
@@ -194,6 +242,33 @@ async def stream_with_retries(
             if on_retry is not None:
                 on_retry(attempt, exc)
             await sleep(policy.delay(attempt, rng))
+
+
+async def complete_with_retries(
+    attempt: Callable[[], Awaitable[Completion]],
+    policy: RetryPolicy,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+    on_retry: Callable[[int, BackendError], None] | None = None,
+) -> Completion:
+    """One whole completion, asked again on a transient error even after tokens arrived.
+
+    Unlike `stream_with_retries`, nothing partial has been shown to anyone, so a stream the
+    server broke off (killed, restarted) is simply asked again, with backoff.
+    """
+    rng = rng or random.Random(0)
+    retry = 0
+    while True:
+        try:
+            return await attempt()
+        except BackendError as exc:
+            if not exc.retryable or retry >= policy.max_retries:
+                raise
+            retry += 1
+            if on_retry is not None:
+                on_retry(retry, exc)
+            await sleep(policy.delay(retry, rng))
 
 
 async def collect(stream: AsyncIterator[StreamDelta]) -> Completion:

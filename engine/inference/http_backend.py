@@ -17,6 +17,7 @@ import msgspec
 from delegation_machine.engine.inference.backend import (
     BackendError,
     BackendServerError,
+    BackendStreamBroken,
     BackendTimeout,
     BackendUnavailable,
     ChatRequest,
@@ -25,6 +26,7 @@ from delegation_machine.engine.inference.backend import (
     Sleep,
     StreamDelta,
     collect,
+    complete_with_retries,
     error_for_status,
     redact,
     stream_with_retries,
@@ -76,8 +78,13 @@ class HttpBackend:
         return stream_with_retries(lambda: self._stream_once(request), self.retry, **kwargs)
 
     async def complete(self, request: ChatRequest) -> Completion:
+        kwargs: dict[str, Any] = {"on_retry": self._count_retry, "rng": self._rng}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
         before = self.retries_made
-        completion = await collect(self.stream(request))
+        completion = await complete_with_retries(
+            lambda: collect(self._stream_once(request)), self.retry, **kwargs
+        )
         return msgspec.structs.replace(completion, attempts=1 + self.retries_made - before)
 
     async def aclose(self) -> None:
@@ -114,12 +121,19 @@ class HttpBackend:
                     yield delta
         except httpx.TimeoutException:
             raise BackendTimeout(
-                f"{self.where} did not answer within {self._timeout_s:g} s (timeout_s)",
+                f"{self.where} did not answer within {self._timeout_s:g} s; raise "
+                "inference.timeout_s if the model is slow, or check the server's load",
                 provider=self.provider,
             ) from None
         except httpx.ConnectError as exc:
             raise BackendUnavailable(
                 f"{self.where} is not reachable: {redact(str(exc), secrets)}{unreachable_hint}",
+                provider=self.provider,
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise BackendStreamBroken(
+                f"{self.where} broke off its reply ({redact(str(exc), secrets) or 'connection closed'}); "
+                "the model server may have stopped or crashed: see its log",
                 provider=self.provider,
             ) from None
         except httpx.TransportError as exc:

@@ -20,6 +20,7 @@ from delegation_machine.engine.inference.backend import (
     BackendProtocolError,
     BackendRefused,
     BackendServerError,
+    BackendStreamBroken,
     BackendUsage,
     ChatRequest,
     RetryPolicy,
@@ -121,11 +122,13 @@ class OpenAICompatibleBackend(HttpBackend):
     ) -> AsyncIterator[StreamDelta]:
         usage: BackendUsage | None = None
         finish: str | None = None
+        done = False
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
+                done = True
                 break
             chunk = _decode_chunk(data, self.where, self.provider, secrets)
             if chunk.get("error"):
@@ -141,6 +144,12 @@ class OpenAICompatibleBackend(HttpBackend):
                 finish = choice.get("finish_reason") or finish
                 if text:
                     yield StreamDelta(text=text)
+        if not done and finish is None:
+            raise BackendStreamBroken(
+                f"{self.where} ended its stream before the reply was complete (no finish "
+                "reason, no [DONE]); the model server may have stopped: see its log",
+                provider=self.provider,
+            )
         yield StreamDelta(usage=usage or BackendUsage(), finish_reason=finish)
 
 
@@ -149,7 +158,8 @@ def _decode_chunk(data: str, where: str, provider: str, secrets: list[str]) -> d
         chunk = msgspec.json.decode(data)
     except msgspec.DecodeError:
         raise BackendProtocolError(
-            f"{where} sent a stream chunk that is not JSON: {redact(data, secrets)[:200]}",
+            f"{where} sent a stream chunk that is not JSON: {redact(data, secrets)[:200]}; "
+            "check that base_url points at an OpenAI-compatible /v1 endpoint",
             provider=provider,
         ) from None
     if not isinstance(chunk, dict):

@@ -41,6 +41,10 @@ class ScriptedTurn(msgspec.Struct, frozen=True, kw_only=True):
     chunk_chars: int = 16
     finish_reason: str = "stop"
     report_cached: bool = True
+    # Misbehaviour on purpose, after `hold_after_chunks` content chunks: "malformed" sends a
+    # chunk that is not JSON; "die" cuts the connection mid-response (a killed server);
+    # "truncate" ends the response cleanly but without a finish reason or [DONE].
+    fault: Literal["none", "malformed", "die", "truncate"] = "none"
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
@@ -91,9 +95,15 @@ class ScriptedServer:
         *,
         block_size: int = 16,
         model: str = "scripted-model",
+        max_model_len: int | None = None,
+        context_source: Literal["models", "props"] = "models",
     ) -> None:
         self.respond: Responder = turns if callable(turns) else _queue_responder(turns)
         self.model = model
+        # Like vLLM (/v1/models max_model_len) or llama.cpp (/props n_ctx): the context window
+        # is reported, and a request whose prompt plus max_tokens exceeds it gets vLLM's 400.
+        self.max_model_len = max_model_len
+        self.context_source = context_source
         self.tokenizer = ApproxTokenizer()
         self.cache = PrefixAccounting(block_size)
         self.requests: list[RecordedRequest] = []
@@ -206,8 +216,14 @@ class _Handler(BaseHTTPRequestHandler):
         return  # keep test output clean
 
     def do_GET(self) -> None:
+        window = self.scripted.max_model_len
         if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": self.scripted.model}]})
+            entry: dict[str, Any] = {"id": self.scripted.model, "object": "model"}
+            if window is not None and self.scripted.context_source == "models":
+                entry["max_model_len"] = window
+            self._send_json(200, {"object": "list", "data": [entry]})
+        elif self.path.rstrip("/") == "/props" and self.scripted.context_source == "props":
+            self._send_json(200, {"default_generation_settings": {"n_ctx": window}})
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -230,6 +246,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if turn.hold == "before_headers" and not self.scripted.wait_parked(self):
             self.close_connection = True
+            return
+        window = self.scripted.max_model_len
+        wanted = record.prompt_tokens + int(body.get("max_tokens") or 0)
+        if window is not None and turn.status == 200 and wanted > window:
+            self._send_json(
+                400,
+                {
+                    "error": {
+                        "message": f"This model's maximum context length is {window} tokens. "
+                        f"However, you requested {wanted} tokens ({record.prompt_tokens} in "
+                        f"the messages, {body.get('max_tokens')} in the completion).",
+                        "type": "BadRequestError",
+                    }
+                },
+            )
             return
         if turn.status != 200:
             detail = turn.error + (
@@ -363,11 +394,25 @@ class _Handler(BaseHTTPRequestHandler):
                     if not self.scripted.wait_parked(self):
                         self.close_connection = True
                         return
+                if turn.fault != "none" and n == turn.hold_after_chunks:
+                    self._misbehave(turn)
+                    return
                 self._write_chunk(event)
             self._write_chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             self.scripted.disconnected.set()
             self.close_connection = True
+
+    def _misbehave(self, turn: ScriptedTurn) -> None:
+        self.close_connection = True
+        if turn.fault == "malformed":
+            self._write_chunk(b"data: {this is not json\n\n")
+            self._write_chunk(b"")
+        elif turn.fault == "truncate":
+            self._write_chunk(b"")  # a clean end of the body, but no finish reason, no [DONE]
+        else:  # "die": the connection drops in the middle of the chunked body
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

