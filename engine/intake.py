@@ -3,6 +3,9 @@
 Owns the document-sync entry points (open, change, save, close: one call per editor event),
 the watchdog intake of external changes, the per-file debounce timers, and the workspace
 content version (bumped by every change that agents sharing a prompt prefix must see).
+A buffer over the file-size limit is refused before any work (no diff, no CRDT insert), and
+one growing past it is refused too. Closing a buffer without saving discards the user's
+unsaved edits (a save whose disk event is still on its way is taken in first).
 When a file's changes settle, one `index` and one `check` task for it go on the ring under the
 plan id `edit`. Lives on the event loop; the watcher hands its events over to it.
 """
@@ -20,7 +23,7 @@ from delegation_machine.engine.notices import DiagnosticsCleared, NoticeStream
 from delegation_machine.engine.plan.graph import TaskSpec
 from delegation_machine.engine.protocol import TextEdit
 from delegation_machine.engine.ring import RingBuffer
-from delegation_machine.engine.state import StateError, TextChange, WorkspaceState
+from delegation_machine.engine.state import FileRefused, StateError, TextChange, WorkspaceState
 from delegation_machine.engine.state.watcher import ChangeKind, WorkspaceWatcher
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class DocumentIntake:
     def open_document(self, rel: str, text: str, version: int) -> TextChange | None:
         """didOpen: merge the buffer into the CRDT, then check and index the file."""
         rel = self.state.resolve(rel)
+        self._refuse_over_limit(rel, text)
         change = self.state.open_document(rel, text, version)
         self.recheck(rel)
         return change
@@ -82,13 +86,48 @@ class DocumentIntake:
         self, rel: str, edits: Sequence[TextEdit], version: int
     ) -> TextChange | None:
         """didChange: the user's edits (against the CRDT text); re-check once typing settles."""
+        growth = sum(len(e.new_text) - (e.end - e.start) for e in edits)
+        if growth > 0:
+            current = self.state.read(rel)[0]
+            if len(current) + growth > self.state.max_file_bytes // 4:
+                self._refuse_over_limit(rel, _text_after(current, edits))
         change = self.state.apply_user_change(rel, edits, version)
         self.bump_version()
         self._schedule(self.state.resolve(rel), delay_s=self.debounce_s)
         return change
 
     def close_document(self, rel: str) -> None:
-        self.state.close_document(rel)
+        """didClose: the editor dropped its buffer. What it saved is taken in; the user's
+        unsaved edits are undone, so they never reach the disk."""
+        rel = self.state.resolve(rel)
+        if self.state.is_dirty(rel):
+            self._take_in_save(rel)
+        if self.state.close_document(rel):
+            self.bump_version()
+            self.recheck(rel)
+
+    def saved(self, rel: str) -> str:
+        """didSave: take the saved text in now (the watcher's event may come later), then
+        re-check the file."""
+        rel = self.state.resolve(rel)
+        self._take_in_save(rel)
+        return self.recheck(rel)
+
+    def _take_in_save(self, rel: str) -> None:
+        try:
+            self.state.ingest_disk_change(rel)
+        except StateError as exc:  # refused on disk (e.g. grew over the limit): noted
+            log.info("saved %s not taken in: %s", rel, exc)
+
+    def _refuse_over_limit(self, rel: str, text: str) -> None:
+        limit = self.state.max_file_bytes
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8")) > limit):
+            size = len(text.encode("utf-8"))
+            raise FileRefused(
+                f"{size} bytes is over the limit of {limit} bytes (max_file_bytes); "
+                "the editor keeps the buffer, the Delegation Machine does not track it",
+                rel,
+            )
 
     def recheck(self, path: str) -> str:
         """The file may differ from what was last checked (opened, saved, rolled back)."""
@@ -162,3 +201,15 @@ class DocumentIntake:
             for kind, cost in EDIT_TASK_COSTS
         ]
         self._spawn(self._ring.publish_batch(specs), f"publish-edit-{n}")
+
+
+def _text_after(text: str, edits: Sequence[TextEdit]) -> str:
+    """`text` with sorted, non-overlapping edits applied (only to measure a growing buffer)."""
+    parts: list[str] = []
+    cursor = 0
+    for edit in sorted(edits, key=lambda e: e.start):
+        parts.append(text[cursor : edit.start])
+        parts.append(edit.new_text)
+        cursor = max(cursor, edit.end)
+    parts.append(text[cursor:])
+    return "".join(parts)

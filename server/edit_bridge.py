@@ -11,7 +11,9 @@ Invariants: at most one applyEdit in flight per document; the client's echo (the
 that applies our own edit) is recognised by version and resulting text and never applied
 twice; a user edit made while our edit was in flight is rebased onto the CRDT text (only
 characters the user saw are deleted; every typed character lands); on `applied: false` or a
-moved version the edit is re-derived and retried. Runs on the server's event loop.
+moved version the edit is re-derived and retried; nothing is pushed to a client that did not
+declare `workspace.applyEdit`; a buffer the engine refuses (over the size limit) is not
+tracked and the refusal is raised for the handler to show. Runs on the server's event loop.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class SharedDocuments(Protocol):
         self, rel: str, edits: Sequence[TextEdit], version: int, /
     ) -> TextChange | None: ...
 
-    def close_document(self, rel: str, /) -> None: ...
+    def close_document(self, rel: str, /) -> object: ...
 
 
 EDIT_LABEL = "Delegation Machine"
@@ -99,6 +101,7 @@ class BridgeStatistics:
     user_changes: int = 0
     rebased_user_changes: int = 0
     gave_up: int = 0
+    not_pushed: int = 0  # pushes skipped: the client does not apply workspace edits
 
 
 class EditBridge:
@@ -114,6 +117,7 @@ class EditBridge:
         *,
         max_attempts: int = 8,
         echo_timeout_s: float = 5.0,
+        can_push: Callable[[], bool] = lambda: True,
     ) -> None:
         self._send_apply_edit = send_apply_edit
         self.documents = documents
@@ -121,6 +125,7 @@ class EditBridge:
         self.position_encoding: PositionEncoding = normalize_encoding(position_encoding)
         self._max_attempts = max_attempts
         self._echo_timeout_s = echo_timeout_s
+        self._can_push = can_push
         self._buffers: dict[str, ClientBuffer] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -130,13 +135,10 @@ class EditBridge:
 
     def on_did_open(self, rel: str, text: str, version: int) -> None:
         """didOpen: register the buffer, merge it into the CRDT (peer "user"), and push
-        whatever the CRDT holds that the buffer lacks (e.g. unsaved agent edits)."""
+        whatever the CRDT holds that the buffer lacks (e.g. unsaved agent edits). A refused
+        buffer (e.g. over the size limit) raises FileRefused: the editor keeps it, we do not."""
         rel = self.documents.resolve(rel)
-        try:
-            self.documents.open_document(rel, text, version)
-        except FileRefused as exc:  # e.g. a huge log file: the editor keeps it, we do not
-            log.info("not tracking %s: %s", rel, exc.reason)
-            return
+        self.documents.open_document(rel, text, version)
         buffer = ClientBuffer(rel, self._uri_for(rel), text, version)
         self._buffers[rel] = buffer
         self._schedule_push(buffer)
@@ -167,7 +169,11 @@ class EditBridge:
             # our own edit coming back (normally at pending.version + 1)
             self._take_echo(buffer, pending, new_text, version)
             return None
-        applied = self._apply_user_edits(buffer, client_edits, version)
+        try:
+            applied = self._apply_user_edits(buffer, client_edits, version)
+        except FileRefused:  # the buffer grew over the limit: stop tracking it, say why
+            self.on_did_close(rel)
+            raise
         buffer.outgoing = None  # the buffer moved on its own: the next push diffs
         buffer.text = new_text
         buffer.version = version
@@ -236,6 +242,12 @@ class EditBridge:
             buffer.repush = True  # the running push re-derives before it stops
             return
         if self.documents.read(buffer.rel)[0] == buffer.text:
+            return
+        if not self._can_push():
+            self.statistics.not_pushed += 1
+            log.info(
+                "%s differs from the client's buffer; the client takes no applyEdit", buffer.rel
+            )
             return
         self._idle.clear()
         task = asyncio.get_running_loop().create_task(

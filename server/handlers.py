@@ -8,15 +8,21 @@ session or the engine, and converts back; errors become clear JSON-RPC errors (a
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls import uris
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
+from delegation_machine.engine.config import STATE_DIR_NAME
 from delegation_machine.engine.protocol import DelegationError
+from delegation_machine.engine.secrets import remember_secrets_in
 from delegation_machine.engine.supervise.diagnostics import TASK_ACTIONS
+from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server import commands, convert
 from delegation_machine.server.server import DelegationServer, WorkspaceError
 
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 REFACTOR_DELEGATE = "refactor.delegate"
 QUICKFIX_DELEGATE = "quickfix.delegate"
 REQUEST_FAILED = -32803
+CONFIG_FILE = f"{STATE_DIR_NAME}/config.toml"
 
 
 class DelegationFailed(JsonRpcException):
@@ -49,6 +56,15 @@ def create_server() -> DelegationServer:
     return server
 
 
+async def _running_swarm(ls: DelegationServer) -> Swarm:
+    """The swarm, started (or its start retried) if need be; a start that fails answers the
+    request with the reason instead of leaving it waiting."""
+    try:
+        return await ls.ready_swarm()
+    except WorkspaceError as exc:
+        raise DelegationFailed(message=str(exc), code=REQUEST_FAILED) from None
+
+
 # --- lifecycle ------------------------------------------------------------------------------
 
 
@@ -56,14 +72,14 @@ def _register_lifecycle(server: DelegationServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: DelegationServer, params: types.InitializeParams) -> None:
         ls.settings = _settings_from(params.initialization_options)
+        remember_secrets_in(ls.settings)  # a literal key is refused, and never logged
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: DelegationServer, params: types.InitializedParams) -> None:
-        try:
+        ls.initialized = True
+        # a failure is said to the user; the next request, a settings change or a save retries
+        with contextlib.suppress(WorkspaceError):
             await ls.start_swarm(ls.settings)
-        except Exception as exc:
-            log.exception("could not start the swarm")
-            ls.show_message(f"Delegation Machine could not start: {exc}", types.MessageType.Error)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: DelegationServer, params: None) -> None:
@@ -74,18 +90,41 @@ def _register_lifecycle(server: DelegationServer) -> None:
         ls: DelegationServer, params: types.DidChangeConfigurationParams
     ) -> None:
         settings = _settings_from(params.settings)
-        if ls.swarm is not None and settings:
+        remember_secrets_in(settings)
+        if ls.swarm is None:
+            if settings:
+                ls.settings = settings
+            _retry_start(ls, "settings changed")
+        elif settings:
             try:
                 ls.swarm.update_settings(settings)
             except Exception as exc:
                 ls.show_message(f"Delegation Machine settings: {exc}", types.MessageType.Error)
 
 
+def _retry_start(ls: DelegationServer, why: str) -> None:
+    """Start the swarm again after a failed start (a corrected configuration recovers)."""
+    if ls.swarm is not None or not ls.initialized:
+        return
+    log.info("retrying the swarm's start: %s", why)
+
+    async def retry() -> None:
+        with contextlib.suppress(WorkspaceError):  # the new reason was shown
+            await ls.ready_swarm()
+
+    ls.run_task(retry(), name="retry-start")
+
+
 # --- document sync --------------------------------------------------------------------------
 
 
 def _guard(ls: DelegationServer, what: str, call: Callable[[], Any]) -> None:
-    """Document notifications have no response: report refusals to the user, keep serving."""
+    """Document notifications have no response: report refusals to the user, keep serving.
+    Before the swarm runs they are skipped: pygls's workspace keeps every open buffer, and
+    the swarm opens them all when it starts."""
+    if ls.swarm is None:
+        log.debug("%s before the swarm runs: taken from the workspace when it starts", what)
+        return
     try:
         call()
     except WorkspaceError as exc:
@@ -95,12 +134,16 @@ def _guard(ls: DelegationServer, what: str, call: Callable[[], Any]) -> None:
         ls.show_message(f"Delegation Machine: {exc}", types.MessageType.Warning)
 
 
+def _is_config_file(ls: DelegationServer, uri: str) -> bool:
+    fs_path = uris.to_fs_path(uri)
+    return fs_path is not None and Path(fs_path).resolve() == ls.workspace_root() / CONFIG_FILE
+
+
 def _register_document_sync(server: DelegationServer) -> None:
     """One engine entry per event: the bridge models the buffer and hands the change on."""
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    async def did_open(ls: DelegationServer, params: types.DidOpenTextDocumentParams) -> None:
-        await ls.swarm_ready.wait()
+    def did_open(ls: DelegationServer, params: types.DidOpenTextDocumentParams) -> None:
         document = params.text_document
         _guard(
             ls,
@@ -111,8 +154,7 @@ def _register_document_sync(server: DelegationServer) -> None:
         )
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    async def did_change(ls: DelegationServer, params: types.DidChangeTextDocumentParams) -> None:
-        await ls.swarm_ready.wait()
+    def did_change(ls: DelegationServer, params: types.DidChangeTextDocumentParams) -> None:
         document = params.text_document
         _guard(
             ls,
@@ -123,17 +165,15 @@ def _register_document_sync(server: DelegationServer) -> None:
         )
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    async def did_save(ls: DelegationServer, params: types.DidSaveTextDocumentParams) -> None:
-        await ls.swarm_ready.wait()
-        _guard(
-            ls,
-            "didSave",
-            lambda: ls.require_swarm().documents.recheck(ls.rel_path(params.text_document.uri)),
-        )
+    def did_save(ls: DelegationServer, params: types.DidSaveTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        if _is_config_file(ls, uri):
+            _retry_start(ls, f"{CONFIG_FILE} saved")
+            return
+        _guard(ls, "didSave", lambda: ls.require_swarm().documents.saved(ls.rel_path(uri)))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    async def did_close(ls: DelegationServer, params: types.DidCloseTextDocumentParams) -> None:
-        await ls.swarm_ready.wait()
+    def did_close(ls: DelegationServer, params: types.DidCloseTextDocumentParams) -> None:
         _guard(
             ls,
             "didClose",
@@ -258,7 +298,7 @@ def _register_code_actions(server: DelegationServer) -> None:
     async def code_action(
         ls: DelegationServer, params: types.CodeActionParams
     ) -> list[types.CodeAction] | None:
-        await ls.swarm_ready.wait()
+        await _running_swarm(ls)
         try:
             return code_actions_for(ls, params)
         except WorkspaceError as exc:
@@ -282,7 +322,7 @@ def _failed(ls: DelegationServer, message: str) -> DelegationFailed:
 def _register_commands(server: DelegationServer) -> None:
     @server.command(commands.DELEGATE)
     async def delegate(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
-        await ls.swarm_ready.wait()
+        swarm = await _running_swarm(ls)
         try:
             args = commands.single_argument(
                 commands.DELEGATE, arguments, commands.DelegateArguments
@@ -294,11 +334,9 @@ def _register_commands(server: DelegationServer) -> None:
         except Exception as exc:  # binary, huge, non-UTF-8: refused with the reason
             raise _invalid(ls, f"{args.uri}: {exc}") from None
         request = convert.delegate_request(args, rel, text, ls.position_encoding)
-        try:
-            task_id = await ls.require_swarm().submit(request)
-        except (DelegationError, WorkspaceError) as exc:
-            raise _failed(ls, str(exc)) from None
-        await ls.begin_progress(task_id, f"Delegate: {request.instruction}", None)
+        task_id = await _submit_with_progress(
+            ls, lambda: swarm.submit(request), f"Delegate: {request.instruction}"
+        )
         return {"taskId": task_id}
 
     for name, method in (
@@ -311,11 +349,10 @@ def _register_commands(server: DelegationServer) -> None:
     @server.command(commands.RETRY)
     async def retry(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
         args = await _task_arguments(ls, commands.RETRY, arguments)
-        try:
-            task_id = await ls.require_swarm().retry(args.task_id)
-        except (DelegationError, WorkspaceError) as exc:
-            raise _failed(ls, str(exc)) from None
-        await ls.begin_progress(task_id, f"Retry {args.task_id}", None)
+        swarm = ls.require_swarm()
+        task_id = await _submit_with_progress(
+            ls, lambda: swarm.retry(args.task_id), f"Retry {args.task_id}"
+        )
         return {"taskId": task_id, "retryOf": args.task_id}
 
     @server.command(commands.ESCALATE)
@@ -339,14 +376,29 @@ def _register_commands(server: DelegationServer) -> None:
 
     @server.command(commands.STATUS)
     async def status(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
-        await ls.swarm_ready.wait()
-        return convert.status_payload(ls.require_swarm().status())
+        return convert.status_payload((await _running_swarm(ls)).status())
+
+
+async def _submit_with_progress(
+    ls: DelegationServer, submit: Callable[[], Awaitable[str]], title: str
+) -> str:
+    """Create the progress token first, then submit: every update of the task reaches the
+    token (early ones are buffered), and a progress is begun only for a task that exists."""
+    token = await ls.create_progress_token()
+    task_id: str | None = None
+    try:
+        task_id = await submit()
+    except (DelegationError, WorkspaceError) as exc:
+        raise _failed(ls, str(exc)) from None
+    finally:
+        ls.begin_progress(task_id, title, token)
+    return task_id
 
 
 async def _task_arguments(
     ls: DelegationServer, name: str, arguments: tuple[Any, ...]
 ) -> commands.TaskArguments:
-    await ls.swarm_ready.wait()
+    await _running_swarm(ls)
     try:
         return commands.single_argument(name, arguments, commands.TaskArguments)  # type: ignore[no-any-return]
     except commands.CommandArgumentError as exc:
@@ -356,7 +408,7 @@ async def _task_arguments(
 def _register_task_command(server: DelegationServer, name: str, method: str) -> None:
     @server.command(name)
     async def task_command(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
-        await ls.swarm_ready.wait()
+        await _running_swarm(ls)
         try:
             args = commands.single_argument(name, arguments, commands.TaskArguments)
         except commands.CommandArgumentError as exc:

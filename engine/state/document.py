@@ -4,7 +4,9 @@ Owns the Doc of one file and the invariants tying it to Python text: `text` alwa
 Doc's content; `version` increases by exactly one per committed transaction that changed the
 text; `history` keeps the code-point edits of the last `history_limit` versions so that edits
 made against an older version can be rebased. Each pending agent task has an UndoManager that
-tracks only that task's origin, which is how reject removes exactly that task's edits.
+tracks only that task's origin, which is how reject removes exactly that task's edits; while
+the editor has the file open, one more tracks the user's edits since the last save, which is
+how closing a buffer without saving discards exactly what the editor discarded.
 Owned by the event loop thread (pycrdt Docs are not shared across threads here).
 """
 
@@ -21,6 +23,7 @@ from pycrdt import Doc, Text, TransactionEvent, UndoManager
 from delegation_machine.engine.protocol import TextEdit
 from delegation_machine.engine.state.textdiff import rebase_through
 from delegation_machine.engine.state.types import (
+    USER_ORIGIN,
     MutationRefused,
     reject_origin,
     task_of_origin,
@@ -29,6 +32,7 @@ from delegation_machine.engine.state.types import (
 log = logging.getLogger(__name__)
 
 TEXT_KEY = "content"
+DISCARD_ORIGIN = "discard:user"  # undoing the user's unsaved edits of a closed buffer
 CAPTURE_FOREVER_MS = 2**62
 
 ChangeCallback = Callable[["FileDocument", str, tuple[TextEdit, ...]], None]
@@ -61,6 +65,7 @@ class FileDocument:
         self.open = False
         self.lsp_version: int | None = None
         self.task_undo: dict[str, UndoManager] = {}
+        self.user_undo: UndoManager | None = None  # the user's edits since the last save
         self._tracked_origins: set[str] = set()
         self._on_change = on_change
         self._on_update = on_update
@@ -132,6 +137,33 @@ class FileDocument:
         self._forget_origins(task_id)
         manager.clear()
         return True
+
+    def track_user_edits(self) -> None:
+        """Record the user's edits from now on (the editor opened the file)."""
+        if self.user_undo is None:
+            self.user_undo = UndoManager(
+                scopes=[self.ytext], capture_timeout_millis=CAPTURE_FOREVER_MS
+            )
+            self.user_undo.include_origin(USER_ORIGIN)
+
+    def user_edits_saved(self) -> None:
+        """The user's edits so far are on disk: closing no longer discards them."""
+        if self.user_undo is not None:
+            self.user_undo.clear()
+
+    def discard_user_edits(self) -> bool:
+        """Undo the user's edits since the last save and stop recording (the editor dropped
+        its buffer); everyone else's edits stay. True if the text changed."""
+        manager, self.user_undo = self.user_undo, None
+        if manager is None:
+            return False
+        version = self.version
+        self._origin = DISCARD_ORIGIN
+        with self._observing_deltas():
+            while manager.can_undo():
+                manager.undo()
+        manager.clear()
+        return self.version != version
 
     def _forget_origins(self, task_id: str) -> None:
         self._tracked_origins = {o for o in self._tracked_origins if task_of_origin(o) != task_id}

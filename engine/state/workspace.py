@@ -155,6 +155,7 @@ class WorkspaceState:
             return None  # the same didOpen seen twice (bridge and swarm both forward it)
         document.open = True
         document.lsp_version = version
+        document.track_user_edits()  # closing without a save discards them again
         if text == document.text:
             return None
         base_text = document.disk_text if document.disk_text is not None else ""
@@ -182,12 +183,19 @@ class WorkspaceState:
             self._check(change, document)
         return self._commit(document, change, USER_ORIGIN)
 
-    def close_document(self, rel: str) -> None:
-        """The editor closed `rel`. Its CRDT state stays (nothing is lost); `flush` writes it."""
+    def close_document(self, rel: str) -> bool:
+        """The editor closed `rel` and dropped its buffer: the user's edits since the last save
+        are undone (agents' edits stay; `flush` writes those). True if the text changed."""
         document = self._docs.get(self.resolve(rel))
-        if document is not None:
-            document.open = False
-            document.lsp_version = None
+        if document is None:
+            return False
+        document.open = False
+        document.lsp_version = None
+        tracked = document.user_undo is not None
+        changed = document.discard_user_edits()
+        if tracked:
+            self._journal_marker(document, JournalRecord("discard", origin=USER_ORIGIN))
+        return changed
 
     # --- agents ----------------------------------------------------------------------------
 
@@ -432,11 +440,17 @@ class WorkspaceState:
         return document
 
     def _replay(self, document: FileDocument, journal: CrdtJournal) -> None:
+        """Restore the journal's history. The user's edits after the last save belonged to a
+        buffer that is gone with the old process: they are discarded, never pushed back (an
+        editor that still holds them sends them again with didOpen)."""
         records = list(journal.records())
         finished = {r.origin for r in records if r.kind in ("accept", "reject")}
         self._replaying = True
+        document.track_user_edits()
         try:
             for record in records:
+                if record.kind in ("disk", "discard"):
+                    document.user_edits_saved()  # saved, or discarded already
                 if record.kind == "update":
                     task_id = task_of_origin(record.origin)
                     if task_id is not None and task_id not in finished:
@@ -449,6 +463,9 @@ class WorkspaceState:
         finally:
             self._replaying = False
         self._journals[document.rel] = journal
+        if document.discard_user_edits():
+            log.info("%s: unsaved edits of a closed editor buffer discarded", document.rel)
+        self._journal_marker(document, JournalRecord("discard", origin=USER_ORIGIN))
 
     def _emit_loaded(self, document: FileDocument) -> None:
         if self._record is not None:
@@ -561,6 +578,8 @@ class WorkspaceState:
 
     def _mark_disk(self, document: FileDocument, text: str) -> None:
         document.disk_text = text
+        if text == document.text:
+            document.user_edits_saved()  # the editor saved this buffer
         self._journal_marker(document, JournalRecord("disk", text=text))
 
     def _check_still_inside(self, rel: str) -> None:

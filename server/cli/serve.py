@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any
 
+from delegation_machine.engine.secrets import install_log_redaction
 from delegation_machine.server.handlers import create_server
 
 
@@ -40,6 +41,7 @@ def handle_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         **destination,  # type: ignore[arg-type]
     )
+    install_log_redaction()  # secrets never reach the log editors keep
     server = create_server()
     if args.tcp:
         try:

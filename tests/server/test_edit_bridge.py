@@ -24,7 +24,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import PositionCodec, TextDocument
 
 from delegation_machine.engine.protocol import Mutation, TextEdit
-from delegation_machine.engine.state import WorkspaceState
+from delegation_machine.engine.state import FileRefused, WorkspaceState
 from delegation_machine.server.edit_bridge import EditBridge, expressible_edits
 from delegation_machine.server.positions import normalize_encoding
 
@@ -209,7 +209,8 @@ async def test_a_refused_file_is_not_tracked(tmp_path: Path) -> None:
     state = WorkspaceState(tmp_path, persist=False, max_file_bytes=10)
     editor = Editor(tmp_path, "utf-16")
     bridge = bridged(editor.apply_edit, state, editor.uri_for, "utf-16")
-    bridge.on_did_open("big.log", "x" * 100, 1)
+    with pytest.raises(FileRefused, match="over the limit"):
+        bridge.on_did_open("big.log", "x" * 100, 1)
     assert bridge.client_text("big.log") is None
     assert bridge.on_did_change("big.log", [], 2) is None
     assert not state.is_open("big.log")
