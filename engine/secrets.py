@@ -27,12 +27,8 @@ _SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "cred
 _SECRET_WORDS |= {"credentials", "authorization", "passphrase"}
 _NAME_WORDS = {"env", "name", "names", "file", "path", "kind", "count", "len", "length", "id"}
 _KEY_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_KEYED_VALUE = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.-]*)
-        (?P<sep>['"]?\s*[:=]\s*)
-        (?P<value>'[^']*'|"[^"]*"|[^\s,;'"}\])]+)""",
-    re.VERBOSE,
-)
+_KEY_AND_SEPARATOR = re.compile(r"""(?<![\w.-])(?P<key>[A-Za-z_][\w.-]{0,63})['"]?\s*[:=]\s*""")
+_VALUE = re.compile(r"""'[^']*'|"[^"]*"|[^\s,;'"}\])]+""")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}")
 _NOT_SECRET_VALUES = {"none", "null", "true", "false", "''", '""', "[redacted]"}
 _remembered: set[str] = set()
@@ -70,19 +66,34 @@ def _names_a_secret(key: str) -> bool:
 def redact_text(text: str, secrets: list[str] | None = None) -> str:
     """`text` with known secret values, values under secret names and bearer tokens blanked."""
     text = _redact(text, secret_values() if secrets is None else secrets)
-    text = _KEYED_VALUE.sub(_blank_keyed_value, text)
+    text = _blank_keyed_values(text)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 
-def _blank_keyed_value(match: re.Match[str]) -> str:
-    value = match.group("value")
-    if not _names_a_secret(match.group("key")) or value.lower() in _NOT_SECRET_VALUES:
-        return match.group(0)
+def _blank_keyed_values(text: str) -> str:
+    """Blank the value after every `key=` / `key: ` / `"key": ` whose key names a secret."""
+    parts: list[str] = []
+    copied = 0
+    found = _KEY_AND_SEPARATOR.search(text)
+    while found is not None:
+        value = _VALUE.match(text, found.end())
+        if (
+            value is not None
+            and _names_a_secret(found.group("key"))
+            and value.group(0).lower() not in _NOT_SECRET_VALUES
+        ):
+            parts.append(text[copied : found.end()])
+            parts.append(_blanked(value.group(0)))
+            copied = value.end()
+        found = _KEY_AND_SEPARATOR.search(text, found.end())
+    parts.append(text[copied:])
+    return "".join(parts)
+
+
+def _blanked(value: str) -> str:
     if value[:1] in "'\"" and len(value) >= 2:
-        blanked = f"{value[0]}{REDACTED}{value[0]}"
-    else:
-        blanked = REDACTED
-    return f"{match.group('key')}{match.group('sep')}{blanked}"
+        return f"{value[0]}{REDACTED}{value[0]}"
+    return REDACTED
 
 
 class RedactingFormatter(logging.Formatter):

@@ -150,6 +150,10 @@ class DelegationProtocol(LanguageServerProtocol):
         )
 
     def _send_error(self, msg_id: Any, code: int, message: str) -> None:
+        if msg_id is None:  # the converter would drop the null id JSON-RPC requires here
+            error = {"code": code, "message": message}
+            self._send_data({"jsonrpc": self.VERSION, "id": None, "error": error})
+            return
         self._send_response(msg_id, error=types.ResponseError(code=code, message=message))
 
 

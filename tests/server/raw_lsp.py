@@ -64,8 +64,12 @@ class RawServer:
         *,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        answers: dict[str, Any] | None = None,
     ) -> None:
+        """`answers`: the result to send back for each request the server makes of the client
+        (e.g. `window/workDoneProgress/create`), at once; others stay unanswered."""
         self.workspace = workspace
+        self.answers = answers or {}
         self.process = subprocess.Popen(
             [*SERVER_COMMAND, *args],
             cwd=workspace,
@@ -76,6 +80,7 @@ class RawServer:
         )
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Condition()
+        self._write_lock = threading.Lock()
         self._stderr: list[bytes] = []
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
@@ -88,11 +93,12 @@ class RawServer:
     def send_bytes(self, data: bytes) -> bool:
         """Write raw bytes; False if the server has closed its stdin (it exited)."""
         assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            return False
+        with self._write_lock:  # the reader thread answers the server's requests too
+            try:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                return False
         return True
 
     def send(self, message: dict[str, Any]) -> bool:
@@ -173,9 +179,13 @@ class RawServer:
                 body = stream.read(length)
                 if len(body) < length:
                     return
+                message = json.loads(body)
                 with self._lock:
-                    self.messages.append(json.loads(body))
+                    self.messages.append(message)
                     self._lock.notify_all()
+                method = message.get("method")
+                if "id" in message and method in self.answers:
+                    self.send({"jsonrpc": "2.0", "id": message["id"], "result": self.answers[method]})
         finally:
             with self._lock:
                 self._reader_done = True
