@@ -227,6 +227,7 @@ class DelegationServer(LanguageServer):
         return await asyncio.shield(self._starting)
 
     async def _start_once(self) -> Swarm:
+        swarm: Swarm | None = None
         try:
             swarm = Swarm(self.workspace_root(), editor_settings=self.settings)
             bridge = EditBridge(
@@ -239,6 +240,8 @@ class DelegationServer(LanguageServer):
             swarm.subscribe(self.on_notice)
             await swarm.start()
         except Exception as exc:  # a bad configuration, an unusable workspace: said, retried
+            if swarm is not None:
+                await swarm.stop()  # what the half-started swarm opened is released
             reason = (
                 f"Delegation Machine could not start: {exc}. Fix it, then save "
                 ".delegation/config.toml or change the settings; the next request retries."

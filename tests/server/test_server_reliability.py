@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -167,41 +168,63 @@ def test_a_configuration_error_answers_every_request_and_a_fix_recovers(
 # --- 3. progress --------------------------------------------------------------------------
 
 
-def test_every_begun_progress_ends_with_a_client_that_answers_at_once(
+FINISHED = ("verified", "failed", "cancelled", "escalated", "accepted", "rejected", "done")
+
+
+def test_every_begun_progress_ends_even_when_the_task_finishes_first(
     servers: Any, tmp_path: Path
 ) -> None:
+    """The client answers each progress-token request once no task of it is still running
+    (at once when none exists yet): a server that submits before creating the token has
+    its task finish before the token exists, and (before the fix) never ended it."""
     root = tmp_path / "inventory"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".delegation", "__pycache__"))
-    server = servers(root, answers={"window/workDoneProgress/create": None})
+    server = servers(root)
     server.initialize(
         initializationOptions=FAST, capabilities={"window": {"workDoneProgress": True}}
     )
     target = next(p for p in sorted(root.rglob("*.py")) if "tests" not in p.parts)
+    arguments = [{"uri": target.as_uri(), "kind": "check", "instruction": "check"}]
+
+    def updates() -> list[dict[str, Any]]:
+        return [u["params"] for u in server.notifications("delegation/taskUpdated")]
+
+    def unfinished_plans() -> set[str]:
+        states: dict[str, str] = {}
+        for update in updates():
+            if not update["taskId"].startswith("edit."):
+                states[update["taskId"]] = update["state"]
+        return {t for t, state in states.items() if state not in FINISHED}
+
     task_ids = []
-    for _ in range(4):
-        answer = server.call(
-            "workspace/executeCommand",
-            {
-                "command": "delegation.delegate",
-                "arguments": [{"uri": target.as_uri(), "kind": "check", "instruction": "check"}],
-            },
+    for n in range(4):
+        msg_id = server.new_id()
+        server.send(
+            request(
+                msg_id,
+                "workspace/executeCommand",
+                {"command": "delegation.delegate", "arguments": arguments},
+            )
+        )
+        server.wait_for(
+            lambda _m, n=n: len(server.requests_from_server("window/workDoneProgress/create")) > n,
             timeout=60,
         )
-        task_ids.append(answer["result"]["taskId"])
-
-    def finished(task_id: str) -> bool:
-        return any(
-            u["params"]["taskId"] == task_id
-            and u["params"]["state"] in ("verified", "failed", "cancelled", "escalated")
-            for u in server.notifications("delegation/taskUpdated")
-        )
+        create = server.requests_from_server("window/workDoneProgress/create")[n]
+        server.wait_for(lambda _m: not unfinished_plans(), timeout=120)
+        server.send({"jsonrpc": "2.0", "id": create["id"], "result": None})
+        task_ids.append(server.wait_response(msg_id, timeout=60)["result"]["taskId"])
 
     for task_id in task_ids:
-        server.wait_for(lambda _m, t=task_id: finished(t), timeout=120)
-    created = [
+        server.wait_for(
+            lambda _m, t=task_id: any(
+                u["taskId"] == t and u["state"] in FINISHED for u in updates()
+            ),
+            timeout=120,
+        )
+    tokens = [
         r["params"]["token"] for r in server.requests_from_server("window/workDoneProgress/create")
     ]
-    assert len(created) == 4
 
     def kinds(token: str) -> list[str]:
         return [
@@ -210,10 +233,12 @@ def test_every_begun_progress_ends_with_a_client_that_answers_at_once(
             if p["params"]["token"] == token
         ]
 
-    for token in created:
-        server.wait_for(lambda _m, t=token: "end" in kinds(t), timeout=60)
+    status(server)  # every $/progress sent so far has arrived before this answer
+    for token in tokens:
         sequence = kinds(token)
-        assert sequence[0] == "begin" and sequence[-1] == "end" and sequence.count("end") == 1
+        assert sequence, f"token {token} was never begun"
+        assert sequence[0] == "begin" and sequence[-1] == "end", sequence
+        assert sequence.count("begin") == 1 and sequence.count("end") == 1, sequence
 
 
 # --- 4. lifecycle and invalid params ------------------------------------------------------
@@ -230,14 +255,12 @@ def test_requests_before_initialize_are_refused_not_queued(servers: Any, workspa
     early = server.call("workspace/executeCommand", delegate, timeout=30)
     assert early["error"]["code"] == SERVER_NOT_INITIALIZED
     server.initialize(initializationOptions=FAST)
-    assert status(server)["result"]["tasks"] == [] or not status(server)["result"].get("tasks")
+    assert status(server)["result"]["plans"] == []  # the refused delegation never ran
     ledger = workspace / ".delegation" / "ledger.sqlite3"
     assert "plan.submitted" not in _ledger_kinds(ledger)
 
 
 def _ledger_kinds(ledger: Path) -> set[str]:
-    import sqlite3
-
     with sqlite3.connect(ledger) as connection:
         return {row[0] for row in connection.execute("SELECT kind FROM events")}
 
