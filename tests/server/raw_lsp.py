@@ -185,7 +185,9 @@ class RawServer:
                     self._lock.notify_all()
                 method = message.get("method")
                 if "id" in message and method in self.answers:
-                    self.send({"jsonrpc": "2.0", "id": message["id"], "result": self.answers[method]})
+                    self.send(
+                        {"jsonrpc": "2.0", "id": message["id"], "result": self.answers[method]}
+                    )
         finally:
             with self._lock:
                 self._reader_done = True
