@@ -61,11 +61,29 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 class MiniLMScorer:
-    """Scores chunks of text against a query by MiniLM cosine similarity."""
+    """Scores chunks of text against a query by MiniLM cosine similarity.
+
+    Vectors are kept per text (up to `cache_size` texts), so funnelling the same file again,
+    or another hint on it, embeds only what changed.
+    """
 
     name = "minilm"
 
+    def __init__(self, cache_size: int = 50_000) -> None:
+        self.cache_size = cache_size
+        self._vectors: dict[str, list[float]] = {}
+        self.embedded = 0  # texts sent to the model so far
+
+    def vectors(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            if len(self._vectors) + len(missing) > self.cache_size:  # keep it bounded
+                self._vectors.clear()
+            self._vectors.update(zip(missing, embed(missing), strict=True))
+            self.embedded += len(missing)
+        return [self._vectors[t] for t in texts]
+
     def score(self, query: str, chunks: Sequence[str]) -> list[float]:
-        vectors = embed([query, *chunks])
+        vectors = self.vectors([query, *chunks])
         query_vector, chunk_vectors = vectors[0], vectors[1:]
         return [cosine(query_vector, vector) for vector in chunk_vectors]

@@ -1,85 +1,64 @@
-"""The retrieval router: answers a question from the graph, a lexical index or vectors.
+"""The retrieval router: answers a question from the graph, BM25, or BM25 with vectors.
 
-Owns routing (structural questions such as "who calls f?" or "which files depend on x.py?" go
-to the repo graph; questions naming code go to the lexical index; plain-language questions go
-to MiniLM vectors when the `embeddings` extra is installed, else to the lexical index) and the
-BM25 index over definition-sized chunks. Answers list places (path, line) with a score.
+Owns routing and subject resolution. A structural question in words ("what depends on the
+storage module", "who calls verify password", "what does checkout import", "where is Cart
+defined") goes to the repo graph, its subject resolved from the words to files or symbols of
+the index (`storage` -> `app/storage.py`, `verify password` -> `verify_password`). Other
+questions are ranked over definition-sized chunks: by BM25 when they name code or when the
+`embeddings` extra is absent, by BM25 plus MiniLM similarity ("hybrid") when it is present.
+A structural question whose subject words match no file or symbol is ranked instead, and the
+answer's note says so: never silently. Answers list places (path, line).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
 from delegation_machine.engine.memory.embeddings import cosine, embed, embeddings_available
-from delegation_machine.engine.memory.graph import RepoGraph
+from delegation_machine.engine.memory.graph import RepoGraph, python_module_name
+from delegation_machine.engine.memory.lexical import BM25, code_terms, identifier_parts
 from delegation_machine.engine.memory.symbols import SymbolIndex
 
-Route = Literal["graph", "lexical", "vector"]
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_SUBJECT = r"[`'\"]?(?P<subject>[\w./:\-]+?)[`'\"]?\s*(\(\))?"
-_STRUCTURAL: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("callers", re.compile(rf"\b(who|what)\s+(calls|uses|invokes)\s+{_SUBJECT}\s*\??$", re.I)),
-    ("callers", re.compile(rf"\b(callers|call sites|uses|usages)\s+of\s+{_SUBJECT}\s*\??$", re.I)),
-    (
-        "dependents",
-        re.compile(
-            rf"\b(which|what)\s+(files|modules)?\s*(depend|depends|rely|relies)\s+on\s+{_SUBJECT}"
-            r"\s*\??$",
-            re.I,
+Route = Literal["graph", "lexical", "hybrid", "vector"]
+Kind = Literal["callers", "dependents", "dependencies", "definition", "search"]
+_WHO = r"(?:who|what|which(?:\s+\w+){0,2})"
+_S = r"(?P<subject>.+?)"
+_END = r"\s*[?.!]*\s*$"
+_STRUCTURAL: tuple[tuple[Kind, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("definition", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:defined|declared|implemented){_END}"),
+        ("definition", rf"^\s*(?:the\s+)?(?:definition|declaration)s?\s+of\s+{_S}{_END}"),
+        ("dependents", rf"^\s*{_WHO}\s+(?:depends?|relies|rely)\s+on\s+{_S}{_END}"),
+        ("dependents", rf"^\s*{_WHO}\s+imports?\s+{_S}{_END}"),
+        ("dependents", rf"^\s*(?:the\s+)?(?:dependents|importers)\s+of\s+{_S}{_END}"),
+        ("dependents", rf"^\s*where\s+(?:is|are)\s+{_S}\s+imported{_END}"),
+        (
+            "dependencies",
+            rf"^\s*what\s+(?:does|do)\s+{_S}\s+(?:import|depend\s+on|rely\s+on|need|use){_END}",
         ),
-    ),
-    ("dependents", re.compile(rf"\b(dependents|importers)\s+of\s+{_SUBJECT}\s*\??$", re.I)),
-    ("dependents", re.compile(rf"\bwho\s+imports\s+{_SUBJECT}\s*\??$", re.I)),
-    (
-        "dependencies",
-        re.compile(rf"\bwhat\s+does\s+{_SUBJECT}\s+(import|depend on|use)\s*\??$", re.I),
-    ),
-    ("definition", re.compile(rf"\bwhere\s+is\s+{_SUBJECT}\s+(defined|declared)\s*\??$", re.I)),
-    ("definition", re.compile(rf"\b(definition|declaration)\s+of\s+{_SUBJECT}\s*\??$", re.I)),
+        ("dependencies", rf"^\s*(?:the\s+)?(?:dependencies|imports)\s+of\s+{_S}{_END}"),
+        ("dependencies", rf"^\s*what\s+is\s+imported\s+(?:by|in)\s+{_S}{_END}"),
+        ("callers", rf"^\s*{_WHO}\s+(?:calls?|invokes?|uses?|references?)\s+{_S}{_END}"),
+        (
+            "callers",
+            rf"^\s*(?:the\s+)?(?:callers|call\s+sites|usages|uses|references)\s+(?:of|to|for)"
+            rf"\s+{_S}{_END}",
+        ),
+        ("callers", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:called|used|invoked){_END}"),
+    )
 )
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "with",
-    ]
+_ARTICLES = frozenset({"the", "a", "an", "this", "that", "our", "my"})
+_FILE_NOUNS = frozenset({"module", "modules", "file", "files", "package", "script"})
+_SYMBOL_NOUNS = frozenset(
+    {"function", "functions", "method", "methods", "class", "classes", "helper", "constant"}
 )
 CHUNK_LINES = 40
+VECTOR_WEIGHT = 1.0  # MiniLM cosine (normalised) next to BM25 (normalised) in a hybrid rank
 
 
 class RetrievalHit(msgspec.Struct, frozen=True):
@@ -93,24 +72,19 @@ class RetrievalHit(msgspec.Struct, frozen=True):
 class Answer(msgspec.Struct, frozen=True):
     question: str
     route: Route
-    kind: str  # "callers", "dependents", "dependencies", "definition", "search"
-    subject: str | None
+    kind: Kind
+    subject: str | None  # what the subject words resolved to (paths or a symbol name)
     hits: tuple[RetrievalHit, ...]
     note: str = ""
 
 
-def _terms(text: str) -> list[str]:
-    terms: list[str] = []
-    for word in _WORD.findall(text):
-        lowered = word.lower()
-        if lowered not in _STOPWORDS:
-            terms.append(lowered)
-        for piece in word.split("_"):
-            for part in _CAMEL.findall(piece):
-                part = part.lower()
-                if len(part) >= 3 and part != lowered and part not in _STOPWORDS:
-                    terms.append(part)
-    return terms
+class Subject(msgspec.Struct, frozen=True):
+    """What a question's subject words name: files, a symbol name, or nothing found."""
+
+    phrase: str
+    files: tuple[str, ...] = ()
+    symbol: str | None = None
+    wants: Literal["file", "symbol", "any"] = "any"
 
 
 def _looks_like_code(question: str) -> bool:
@@ -134,35 +108,19 @@ class Chunk(msgspec.Struct, frozen=True):
 class LexicalIndex:
     """BM25 over chunks: each named scope (capped at CHUNK_LINES) plus the module-level rest."""
 
-    def __init__(self, index: SymbolIndex, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, index: SymbolIndex) -> None:
         self.chunks = list(_chunks(index))
-        self.k1, self.b = k1, b
-        self._frequencies = [Counter(_terms(chunk.text)) for chunk in self.chunks]
-        self._lengths = [sum(f.values()) for f in self._frequencies]
-        self._average = sum(self._lengths) / max(len(self._lengths), 1)
-        document_frequency: Counter[str] = Counter()
-        for frequencies in self._frequencies:
-            document_frequency.update(frequencies.keys())
-        total = len(self.chunks)
-        self._idf = {
-            term: math.log(1 + (total - count + 0.5) / (count + 0.5))
-            for term, count in document_frequency.items()
-        }
+        self._bm25 = BM25([code_terms(chunk.text) for chunk in self.chunks])
+
+    def scores(self, query: str) -> list[float]:
+        return self._bm25.scores(code_terms(query))
 
     def search(self, query: str, limit: int = 10) -> list[tuple[Chunk, float]]:
-        terms = _terms(query)
-        scored: list[tuple[Chunk, float]] = []
-        for chunk, frequencies, length in zip(
-            self.chunks, self._frequencies, self._lengths, strict=True
-        ):
-            score = 0.0
-            for term in terms:
-                tf = frequencies.get(term, 0)
-                if tf:
-                    norm = tf + self.k1 * (1 - self.b + self.b * length / (self._average or 1))
-                    score += self._idf.get(term, 0.0) * tf * (self.k1 + 1) / norm
-            if score > 0:
-                scored.append((chunk, score))
+        scored = [
+            (chunk, score)
+            for chunk, score in zip(self.chunks, self.scores(query), strict=True)
+            if score > 0
+        ]
         scored.sort(key=lambda item: (-item[1], item[0].path, item[0].start_line))
         return scored[:limit]
 
@@ -190,8 +148,17 @@ def _chunks(index: SymbolIndex) -> list[Chunk]:
     return chunks
 
 
+def structural_kind(question: str) -> tuple[Kind, str] | None:
+    """(kind, subject phrase) when the question asks about structure, else None."""
+    for kind, pattern in _STRUCTURAL:
+        match = pattern.search(question.strip())
+        if match:
+            return kind, match.group("subject").strip().strip("`'\"").removesuffix("()")
+    return None
+
+
 class RetrievalRouter:
-    """Routes each question to the graph, the lexical index or vectors, and answers it."""
+    """Routes each question to the graph, BM25, or BM25 with vectors, and answers it."""
 
     def __init__(
         self, index: SymbolIndex, graph: RepoGraph | None = None, *, use_vectors: bool | None = None
@@ -212,86 +179,157 @@ class RetrievalRouter:
             self._lexical_generation = self.index.generation
         return self._lexical
 
-    def route(self, question: str) -> tuple[Route, str, str | None]:
-        """(route, question kind, subject) for a question."""
-        text = question.strip()
-        for kind, pattern in _STRUCTURAL:
-            match = pattern.search(text)
-            if match:
-                return "graph", kind, match.group("subject").rstrip("?.")
-        if _looks_like_code(text) or not self.use_vectors:
+    def route(self, question: str) -> tuple[Route, Kind, str | None]:
+        """(route, question kind, subject phrase) for a question."""
+        structural = structural_kind(question)
+        if structural is not None:
+            return "graph", structural[0], structural[1]
+        if _looks_like_code(question) or not self.use_vectors:
             return "lexical", "search", None
-        return "vector", "search", None
+        return "hybrid", "search", None
 
     def ask(self, question: str, limit: int = 10) -> Answer:
-        route, kind, subject = self.route(question)
-        if route == "graph" and subject is not None:
-            hits = self._graph_answer(kind, subject)
-            note = "" if hits else f"no {kind} found for {subject!r} in the graph"
-            return Answer(question, "graph", kind, subject, tuple(hits[:limit]), note)
-        if route == "vector":
-            return Answer(question, "vector", "search", None, tuple(self._vector(question, limit)))
-        hits = [
-            RetrievalHit(chunk.path, chunk.start_line, score, _first_line(chunk), chunk.title)
-            for chunk, score in self.lexical.search(question, limit)
-        ]
-        return Answer(question, "lexical", "search", None, tuple(hits))
+        route, kind, phrase = self.route(question)
+        if route == "graph" and phrase is not None:
+            return self._graph_answer(question, kind, phrase, limit)
+        return self._ranked_answer(question, limit)
 
-    def _graph_answer(self, kind: str, subject: str) -> list[RetrievalHit]:
-        name = subject.rsplit(".", 1)[-1] if not self._is_file(subject) else subject
-        if kind == "callers":
+    def _ranked_answer(self, question: str, limit: int) -> Answer:
+        if self.use_vectors and not _looks_like_code(question):
+            return Answer(question, "hybrid", "search", None, tuple(self.hybrid(question, limit)))
+        return Answer(
+            question, "lexical", "search", None, tuple(self.lexical_hits(question, limit))
+        )
+
+    # --- subjects -------------------------------------------------------------------------
+
+    def resolve(self, phrase: str) -> Subject:
+        """The files and the symbol a subject phrase names, tried by exact text, then words."""
+        cleaned = phrase.strip().strip("`'\"").removesuffix("()").strip("`'\"")
+        words = re.findall(r"[\w./:\-]+", cleaned)
+        wants: Literal["file", "symbol", "any"] = "any"
+        if any(w.lower() in _FILE_NOUNS for w in words):
+            wants = "file"
+        elif any(w.lower() in _SYMBOL_NOUNS for w in words):
+            wants = "symbol"
+        kept = [
+            w.strip("`'\"").removesuffix("()")
+            for w in words
+            if w.lower() not in _ARTICLES | _FILE_NOUNS | _SYMBOL_NOUNS
+        ]
+        if not kept:
+            return Subject(phrase, wants=wants)
+        files = self._files_named(kept)
+        symbol = self._symbol_named(kept)
+        return Subject(phrase, tuple(files), symbol, wants)
+
+    def _files_named(self, words: list[str]) -> list[str]:
+        files = self.index.files()
+        if len(words) == 1 and words[0] in files:
+            return [words[0]]
+        if len(words) == 1 and ("/" in words[0] or "." in words[0]):
+            dotted = words[0].removesuffix(".py").replace("/", ".")
+            found = [
+                f
+                for f in files
+                if (module := python_module_name(f)) is not None
+                and (module == dotted or module.endswith("." + dotted))
+            ]
+            if found:
+                return sorted(found)
+        wanted = {"_".join(w.lower() for w in words), "".join(w.lower() for w in words)}
+        found = []
+        for f in files:
+            stem = f.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            if stem == "__init__":
+                stem = f.rsplit("/", 2)[-2] if "/" in f else stem
+            if stem.lower().strip("_") in wanted:
+                found.append(f)
+        return sorted(found)
+
+    def _symbol_named(self, words: list[str]) -> str | None:
+        if len(words) == 1:
+            name = words[0].rsplit(".", 1)[-1]
+            if self.index.definitions(name):
+                return name
+        wanted = [p for w in words for p in identifier_parts(w.rsplit(".", 1)[-1])]
+        candidates = [
+            name
+            for name in self.index.names()
+            if identifier_parts(name) == wanted and self.index.definitions(name)
+        ]
+        if not candidates:
+            return None
+        # Several spellings of the same words (verify_password, verifyPassword): most defined.
+        return max(candidates, key=lambda n: (len(self.index.definitions(n)), n))
+
+    # --- the graph ------------------------------------------------------------------------
+
+    def _graph_answer(self, question: str, kind: Kind, phrase: str, limit: int) -> Answer:
+        subject = self.resolve(phrase)
+        use_files = bool(subject.files) and (
+            subject.wants == "file" or subject.symbol is None or kind in _FILE_KINDS
+        )
+        if kind == "callers" and use_files and subject.wants == "file":
+            kind = "dependents"  # "what uses the storage module"
+        if kind in ("dependents", "dependencies") and use_files:
+            hits = self._file_relations(kind, list(subject.files))
+            resolved = ", ".join(subject.files)
+        elif subject.symbol is not None:
+            hits = self._symbol_relations(kind, subject.symbol)
+            resolved = subject.symbol
+        elif subject.files:
+            hits = self._file_relations("dependents", list(subject.files))
+            resolved = ", ".join(subject.files)
+        else:  # said in the note: the words matched nothing, so they are searched for
+            ranked = self._ranked_answer(question, limit)
+            note = f"no file or symbol in the index matches {phrase!r}; ranked by {ranked.route}"
+            return msgspec.structs.replace(ranked, note=note)
+        note = "" if hits else f"no {kind} found for {resolved} in the graph"
+        return Answer(question, "graph", kind, resolved, tuple(hits[:limit]), note)
+
+    def _file_relations(self, kind: Kind, files: list[str]) -> list[RetrievalHit]:
+        found: dict[str, None] = {}
+        for path in files:
+            related = (
+                self.graph.dependents(path)
+                if kind == "dependents"
+                else self.graph.dependencies(path)
+            )
+            found.update(dict.fromkeys(related))
+        return [RetrievalHit(path, 0, 1.0, path, kind) for path in found if path not in files]
+
+    def _symbol_relations(self, kind: Kind, name: str) -> list[RetrievalHit]:
+        if kind == "definition":
             return [
                 RetrievalHit(
-                    use.path,
-                    use.occurrence.span.start.line,
+                    d.path,
+                    d.span.start.line,
                     1.0,
-                    self._line(use.path, use.occurrence.span.start.line),
-                    f"{use.caller or '<module>'} -> {use.callee.qualname}"
-                    + (f" as {use.occurrence.name}" if use.occurrence.name != name else ""),
+                    self._line(d.path, d.span.start.line),
+                    d.symbol_kind or "",
                 )
-                for use in self.graph.uses_of(name)
+                for d in self.index.definitions(name)
             ]
+        uses = self.graph.uses_of(name)
         if kind in ("dependents", "dependencies"):
-            files = self._files_for(subject)
-            found: dict[str, None] = {}
-            for path in files:
-                related = (
-                    self.graph.dependents(path)
-                    if kind == "dependents"
-                    else self.graph.dependencies(path)
-                )
-                found.update(dict.fromkeys(related))
-            if not files and kind == "dependents":
-                found.update(dict.fromkeys(use.path for use in self.graph.uses_of(name)))
-            return [RetrievalHit(path, 0, 1.0, path, kind) for path in found if path not in files]
+            if kind == "dependencies":
+                homes = {d.path for d in self.index.definitions(name)}
+                return self._file_relations("dependencies", sorted(homes))
+            homes = {d.path for d in self.index.definitions(name)}
+            paths = dict.fromkeys(use.path for use in uses if use.path not in homes)
+            return [RetrievalHit(path, 0, 1.0, path, "dependents") for path in paths]
         return [
             RetrievalHit(
-                d.path,
-                d.span.start.line,
+                use.path,
+                use.occurrence.span.start.line,
                 1.0,
-                self._line(d.path, d.span.start.line),
-                d.symbol_kind or "",
+                self._line(use.path, use.occurrence.span.start.line),
+                f"{use.caller or '<module>'} -> {use.callee.qualname}"
+                + (f" as {use.occurrence.name}" if use.occurrence.name != name else ""),
             )
-            for d in self.index.definitions(name)
+            for use in uses
         ]
-
-    def _is_file(self, subject: str) -> bool:
-        return subject in set(self.index.files())
-
-    def _files_for(self, subject: str) -> list[str]:
-        files = self.index.files()
-        if subject in files:
-            return [subject]
-        module_path = subject.replace(".", "/")
-        matches = [
-            f
-            for f in files
-            if f.rsplit(".", 1)[0] in (module_path, f"{module_path}/__init__")
-            or f.rsplit(".", 1)[0].endswith("/" + module_path)
-        ]
-        if matches:
-            return matches
-        return sorted({d.path for d in self.index.definitions(subject)})
 
     def _line(self, path: str, line: int) -> str:
         parsed = self.index.parsed(path)
@@ -300,19 +338,59 @@ class RetrievalRouter:
         lines = parsed.text.splitlines()
         return lines[line].strip() if 0 <= line < len(lines) else ""
 
-    def _vector(self, question: str, limit: int) -> list[RetrievalHit]:
-        """MiniLM cosine between the question and every chunk (chunk vectors cached)."""
+    # --- ranking ----------------------------------------------------------------------------
+
+    def lexical_hits(self, question: str, limit: int = 10) -> list[RetrievalHit]:
+        """BM25 only: the lexical route, and the baseline the others are measured against."""
+        return [
+            RetrievalHit(chunk.path, chunk.start_line, score, _first_line(chunk), chunk.title)
+            for chunk, score in self.lexical.search(question, limit)
+        ]
+
+    def _chunk_vectors(self) -> list[list[float]]:
         chunks = self.lexical.chunks
         if self._vectors is None or self._vectors_generation != self.index.generation:
             self._vectors = embed([chunk.text[:1000] for chunk in chunks])
             self._vectors_generation = self.index.generation
+        return self._vectors
+
+    def vector_hits(self, question: str, limit: int = 10) -> list[RetrievalHit]:
+        """MiniLM cosine only (chunk vectors cached until the index changes)."""
         [query] = embed([question])
-        scores = [cosine(query, vector) for vector in self._vectors]
-        ranked = sorted(zip(chunks, scores, strict=True), key=lambda item: -item[1])[:limit]
+        scores = [cosine(query, vector) for vector in self._chunk_vectors()]
+        return self._ranked(scores, limit)
+
+    def hybrid(self, question: str, limit: int = 10) -> list[RetrievalHit]:
+        """BM25 and MiniLM cosine, each normalised to its best chunk, added."""
+        [query] = embed([question])
+        similarity = [cosine(query, vector) for vector in self._chunk_vectors()]
+        lexical = self.lexical.scores(question)
+        return self._ranked(
+            [
+                b + VECTOR_WEIGHT * v
+                for b, v in zip(_normalised(lexical), _normalised(similarity), strict=True)
+            ],
+            limit,
+        )
+
+    def _ranked(self, scores: Sequence[float], limit: int) -> list[RetrievalHit]:
+        chunks = self.lexical.chunks
+        order = sorted(range(len(chunks)), key=lambda n: (-scores[n], chunks[n].path, n))
         return [
-            RetrievalHit(chunk.path, chunk.start_line, score, _first_line(chunk), chunk.title)
-            for chunk, score in ranked
-        ]
+            RetrievalHit(
+                chunks[n].path, chunks[n].start_line, scores[n], _first_line(chunks[n]),
+                chunks[n].title,
+            )
+            for n in order[:limit]
+        ]  # fmt: skip
+
+
+_FILE_KINDS = frozenset({"dependents", "dependencies"})
+
+
+def _normalised(values: Sequence[float]) -> list[float]:
+    top = max(values, default=0.0)
+    return [max(value, 0.0) / top for value in values] if top > 0 else [0.0 for _ in values]
 
 
 def _first_line(chunk: Chunk) -> str:

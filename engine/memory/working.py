@@ -338,22 +338,26 @@ class ObservationMasker:
         self.store = store if store is not None else EpisodicStore()
         self.memory_file = memory_file
         self.count_tokens = count_tokens
-        self._masked: dict[tuple[int, int], str] = {}
+        self._masked: dict[str, str] = {}  # handle -> placeholder, for outputs masked so far
+
+    @property
+    def masked_count(self) -> int:
+        return len(self._masked)
 
     def view(self, transcript: Sequence[Turn], current_turn: int) -> list[Turn]:
         """The transcript as the model sees it at `current_turn`."""
         boundary = mask_boundary(current_turn, self.window, self.step)
         newly: list[Page] = []
         result: list[Turn] = []
-        for position, turn in enumerate(transcript):
+        for turn in transcript:
             if turn.role != "tool" or turn.turn >= boundary:
                 result.append(turn)
                 continue
-            key = (position, turn.turn)
-            text = self._masked.get(key)
+            handle = page_handle(turn.tool or "tool", turn.content, turn.turn)
+            text = self._masked.get(handle)
             if text is None:
                 page = Page(
-                    page_handle(turn.tool or "tool", turn.content, turn.turn),
+                    handle,
                     turn.tool or "tool",
                     turn.content,
                     self.count_tokens(turn.content),
@@ -362,7 +366,7 @@ class ObservationMasker:
                 self.store.put(page)
                 newly.append(page)
                 text = placeholder(page)
-                self._masked[key] = text
+                self._masked[handle] = text
             result.append(msgspec.structs.replace(turn, content=text))
         if newly and self.memory_file is not None:
             append_memory(self.memory_file, newly)

@@ -1,4 +1,4 @@
-"""`delegation-machine ask WORKSPACE QUESTION`: answer from the graph, lexical index or vectors."""
+"""`delegation-machine ask WORKSPACE QUESTION`: answer from the graph, BM25, or BM25 + vectors."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from delegation_machine.server.cli.index import build_index, workspace_or_error
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "ask",
-        help="ask a question about the code ('who calls f?', 'which files depend on x.py?')",
+        help="ask a question about the code ('who calls f?', 'what depends on the x module?')",
         description=(
-            "Route QUESTION to the repo graph (structural questions), the lexical index "
-            "(questions naming code) or MiniLM vectors (plain language, with the `embeddings` "
-            "extra) and print the places that answer it."
+            "Route QUESTION to the repo graph (structural questions in words, their subject "
+            "resolved to files or symbols), BM25 (questions naming code) or BM25 plus MiniLM "
+            "vectors (plain language, with the `embeddings` extra) and print the places that "
+            "answer it."
         ),
     )
     parser.add_argument("workspace", type=Path, help="the workspace folder")

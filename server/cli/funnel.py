@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
-from delegation_machine.engine.memory.funnel import ChunkScorer, funnel
+from delegation_machine.engine.memory.funnel import DEFAULT_TOKEN_BUDGET, ChunkScorer, funnel
 
 
 def register(subparsers: Any) -> None:
@@ -18,14 +18,20 @@ def register(subparsers: Any) -> None:
         "funnel",
         help="prune a file to the parts a goal hint needs",
         description=(
-            "Keep the definitions and statements of FILE that the hint names (whole, never cut "
-            "inside), the headers of their enclosing scopes, and replace the rest with markers "
-            "saying how many lines were left out."
+            "Rank the statements of FILE against the hint (BM25 over their words, their "
+            "enclosing definitions, names the hint spells out; MiniLM with --vectors), keep the "
+            "best ones whole with the headers of their scopes until the token budget is used, "
+            "and replace the rest with markers saying how many lines were left out."
         ),
     )
     parser.add_argument("file", type=Path, help="the source file")
     parser.add_argument("--hint", required=True, help="the goal: names and a short purpose")
-    parser.add_argument("--tokens", type=int, default=None, help="token budget for the result")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=DEFAULT_TOKEN_BUDGET,
+        help=f"token budget for the result (default {DEFAULT_TOKEN_BUDGET})",
+    )
     parser.add_argument(
         "--signatures", action="store_true", help="keep other definitions' signatures"
     )
@@ -73,8 +79,9 @@ def run_funnel(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(result.text)
     print(
-        f"({result.output_tokens} of {result.input_tokens} tokens, "
-        f"{result.compression:.1f}x, {result.omitted_lines} lines omitted, level {result.level})",
+        f"({result.output_tokens} of {result.input_tokens} tokens, budget {result.token_budget}, "
+        f"{result.compression:.1f}x, {result.omitted_lines} lines omitted, {result.level}, "
+        f"{result.scoring})",
         file=sys.stderr,
     )
     return 0

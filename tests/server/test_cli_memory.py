@@ -51,10 +51,16 @@ def test_map_fits_the_budget_and_honours_focus(
 
 
 def test_funnel_prints_pruned_text(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["funnel", str(repo / "shop" / "pricing.py"), "--hint", "_round_cents"]) == 0
+    pricing = str(repo / "shop" / "pricing.py")
+    assert main(["funnel", pricing, "--hint", "_round_cents", "--tokens", "120"]) == 0
     captured = capsys.readouterr()
     assert "def _round_cents(amount: float) -> float:" in captured.out
-    assert "lines omitted" in captured.out and "tokens" in captured.err
+    assert "lines omitted" in captured.out and "budget 120" in captured.err
+    assert main(["funnel", pricing, "--hint", "round cents", "--tokens", "120", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["token_budget"] == 120 and report["output_tokens"] <= 120
+    assert main(["funnel", pricing, "--hint", "x", "--tokens", "0"]) == 2
+    assert "budget must be positive" in capsys.readouterr().err
     assert main(["funnel", str(repo / "README.md"), "--hint", "x"]) == 2
     assert "no grammar" in capsys.readouterr().err
 
@@ -65,6 +71,14 @@ def test_ask_routes_to_the_graph(repo: Path, capsys: pytest.CaptureFixture[str])
     assert answer["route"] == "graph" and answer["kind"] == "callers"
     assert [h["path"] for h in answer["hits"]] == [
         "shop/cart.py",
+        "shop/cart.py",
+        "shop/report.py",
+    ]
+    assert main(["ask", str(repo), "what depends on the pricing module", "--no-vectors"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "route: graph (dependents: shop/pricing.py)"
+    assert sorted(line.split(":")[0] for line in printed[1:]) == [
+        "shop/__init__.py",
         "shop/cart.py",
         "shop/report.py",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,19 @@ import tree_sitter as ts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
 from delegation_machine.engine.memory.funnel import CONTAINERS, funnel
 from delegation_machine.engine.memory.parsing import Parsers, language_for_path
 from delegation_machine.engine.memory.symbols import SymbolIndex
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "memory_repo"
 PRICING = (FIXTURE / "shop" / "pricing.py").read_text(encoding="utf-8")
+REPORTS = (
+    Path(__file__).resolve().parents[3] / "samples" / "inventory" / "inventory" / "reports.py"
+).read_text(encoding="utf-8")
+needs_minilm = pytest.mark.skipif(
+    not embeddings_available(), reason="the `embeddings` extra is not installed"
+)
 _MARKER = re.compile(r"^\s*(#|//) \.\.\. (\d+) lines? omitted$")
 
 
@@ -24,14 +32,17 @@ def _lines(text: str) -> list[str]:
 
 
 def test_hinted_definition_is_kept_whole_and_the_rest_elided_with_counts() -> None:
-    result = funnel(PRICING, "_round_cents: Round an amount to whole cents.", path="p.py")
+    result = funnel(
+        PRICING, "_round_cents: Round an amount to whole cents.", path="p.py", token_budget=130
+    )
+    assert result.level == "exact" and result.token_budget == 130
+    assert result.output_tokens <= 130
     lines = _lines(PRICING)
     definition = lines.index("def _round_cents(amount: float) -> float:")
     assert {definition, definition + 1, definition + 2} <= set(result.kept_rows)
-    # Call sites of the hinted function are kept with their enclosing scope headers.
+    # A call site of the hinted function is kept whole, with its enclosing scopes' headers.
     out = result.text
-    assert "    return _round_cents(subtotal * (1 + tax))" in out
-    assert "def total_price(items: list[float], tax: float = TAX_RATE) -> float:" in out
+    assert "        return _round_cents(amount * (100 - self.percent) / 100)" in out
     assert "class Discount:" in out and "    def apply(self, amount: float) -> float:" in out
     assert "TAX_RATE = 0.2" not in out
     omitted = sum(int(m.group(2)) for m in map(_MARKER.match, _lines(out)) if m)
@@ -39,32 +50,67 @@ def test_hinted_definition_is_kept_whole_and_the_rest_elided_with_counts() -> No
     assert len(result.kept_rows) + result.omitted_lines == len(lines)
 
 
-def test_signatures_are_kept_on_request_and_dropped_first_under_a_budget() -> None:
-    with_signatures = funnel(PRICING, "_round_cents", path="p.py", keep_signatures=True)
-    assert "    def __init__(self, percent: int) -> None:" in with_signatures.text
-    assert with_signatures.level == "signatures"
-    tight = funnel(
-        PRICING,
-        "_round_cents",
-        path="p.py",
-        keep_signatures=True,
-        token_budget=with_signatures.output_tokens - 1,
+def test_a_file_that_fits_the_budget_is_returned_whole() -> None:
+    result = funnel(PRICING, "anything at all", path="p.py", token_budget=10_000)
+    assert result.level == "whole" and result.text == PRICING and result.omitted_lines == 0
+
+
+@pytest.mark.parametrize("budget", [30, 60, 120, 200])
+def test_the_budget_is_the_tokens_option_and_is_never_exceeded(budget: int) -> None:
+    result = funnel(REPORTS, "customer order totals", path="reports.py", token_budget=budget)
+    assert result.token_budget == budget
+    assert 0 < result.output_tokens <= budget
+    assert result.level == "ranked"
+
+
+def test_plain_words_with_no_name_in_them_keep_the_function_they_describe() -> None:
+    # The issue's example: the old funnel kept only a marker here.
+    for hint in ("flag low stock items under the threshold", "items under the threshold"):
+        result = funnel(REPORTS, hint, path="reports.py", token_budget=120)
+        assert result.output_tokens <= 120
+        assert "def low_stock(products: dict[str, Product], threshold: int = 5) -> list[str]:" in (
+            result.text
+        )
+        assert (
+            "    return sorted(sku for sku, p in products.items() if p.quantity <= threshold)"
+            in (result.text)
+        )
+
+
+def test_more_budget_keeps_more_and_never_less() -> None:
+    hint = "render the stock report with values per sku"
+    kept = [
+        set(funnel(REPORTS, hint, path="reports.py", token_budget=b).kept_rows)
+        for b in (60, 150, 300)
+    ]
+    assert len(kept[0]) < len(kept[1]) < len(kept[2])
+    render = _lines(REPORTS).index(
+        'def render_stock_report(products: dict[str, Product], currency: str = "EUR") -> str:'
     )
-    assert tight.level in ("hits", "strong")
-    assert "def __init__" not in tight.text
-    assert tight.output_tokens < with_signatures.output_tokens
+    assert render in kept[1] and render in kept[2]
+
+
+def test_signatures_fill_what_the_hits_leave() -> None:
+    plain = funnel(PRICING, "_round_cents", path="p.py", token_budget=150)
+    with_signatures = funnel(
+        PRICING, "_round_cents", path="p.py", token_budget=150, keep_signatures=True
+    )
+    assert set(plain.kept_rows) <= set(with_signatures.kept_rows)
+    assert with_signatures.output_tokens <= 150
 
 
 def test_unknown_file_type_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"notes\.txt: no grammar"):
         funnel("hello", "hello", path="notes.txt")
+    with pytest.raises(ValueError, match="budget must be positive"):
+        funnel(PRICING, "x", path="p.py", token_budget=0)
 
 
 def test_other_languages_prune_between_statements() -> None:
     text = (FIXTURE / "svc" / "main.go").read_text(encoding="utf-8")
-    result = funnel(text, "Describe", path="svc/main.go")
+    result = funnel(text, "Describe", path="svc/main.go", token_budget=60)
     assert "func (i Invoice) Describe() string {" in result.text
-    assert "\tfmt.Println(inv.Describe())" in result.text
+    assert '\treturn strings.ToUpper(fmt.Sprintf("total %.2f", i.Total))' in result.text
     assert "\tinv := Invoice{Total: 3}" not in result.text
 
 
@@ -97,17 +143,24 @@ _INDEX = SymbolIndex(FIXTURE)
 _INDEX.build()
 _FILES = [f for f in _INDEX.files()]
 _NAMES = sorted({o.name for f in _FILES for o in _INDEX.file_occurrences(f)})
+_WORDS = ["total", "price", "cart", "tax", "items", "discount", "amount", "format", "web"]
 
 
 @settings(max_examples=80, deadline=None)
 @given(
     st.sampled_from(_FILES),
-    st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3),
+    st.lists(st.sampled_from(_NAMES + _WORDS), min_size=1, max_size=4),
     st.booleans(),
+    st.integers(min_value=12, max_value=400),
 )
-def test_no_kept_statement_is_ever_cut(rel: str, names: list[str], signatures: bool) -> None:
+def test_no_kept_statement_is_ever_cut(
+    rel: str, names: list[str], signatures: bool, budget: int
+) -> None:
     text = (FIXTURE / rel).read_text(encoding="utf-8")
-    result = funnel(text, " ".join(names), path=rel, keep_signatures=signatures)
+    result = funnel(
+        text, " ".join(names), path=rel, keep_signatures=signatures, token_budget=budget
+    )
+    assert result.output_tokens <= budget
     language = language_for_path(rel)
     assert language is not None
     tree = Parsers().parse(rel, language, text).tree
@@ -116,17 +169,16 @@ def test_no_kept_statement_is_ever_cut(rel: str, names: list[str], signatures: b
     for leaf in _leaf_statements(tree.root_node, CONTAINERS[language]):
         rows = {r for r in range(leaf.start_point[0], leaf.end_point[0] + 1) if lines[r].strip()}
         assert not (rows & kept) or rows <= kept, (rel, leaf.type, leaf.start_point)
-    # Every definition named in the hint (a code-like name of 3+ characters) is there.
+    # Every definition named in the hint (a snake_case name) is there when it fits.
     for occurrence in _INDEX.file_occurrences(rel):
-        named = occurrence.name in names and len(occurrence.name) >= 3
-        if occurrence.kind == "definition" and named and "_" in occurrence.name:
+        named = occurrence.name in names and "_" in occurrence.name.strip("_")
+        if occurrence.kind == "definition" and named and budget >= result.input_tokens:
             assert occurrence.span.start.line in kept
     assert len(kept) + result.omitted_lines == len(lines)
 
 
 class _KeywordScorer:
-    """A ChunkScorer standing in for MiniLM (torch is not installed here): 1.0 if the chunk
-    mentions the keyword, else 0."""
+    """A ChunkScorer that likes chunks mentioning one keyword (the MiniLM test is below)."""
 
     name = "keyword"
 
@@ -134,15 +186,33 @@ class _KeywordScorer:
         self.keyword = keyword
         self.chunks_seen = 0
 
-    def score(self, query: str, chunks: list[str]) -> list[float]:
+    def score(self, query: str, chunks: Sequence[str]) -> list[float]:
         self.chunks_seen += len(chunks)
         return [1.0 if self.keyword in chunk else 0.0 for chunk in chunks]
 
 
-def test_a_scorer_chooses_the_weak_hits() -> None:
+def test_a_scorer_adds_to_the_ranking() -> None:
     scorer = _KeywordScorer("TAX_RATE")
-    result = funnel(PRICING, "how is tax applied", path="p.py", scorer=scorer)
-    assert scorer.chunks_seen > 0
-    assert "TAX_RATE = 0.2" in result.text
-    assert "def total_price(items: list[float], tax: float = TAX_RATE) -> float:" in result.text
-    assert "class Discount:" not in result.text
+    hint = "what is charged on a sale"
+    without = funnel(PRICING, hint, path="p.py", token_budget=40)
+    result = funnel(PRICING, hint, path="p.py", scorer=scorer, token_budget=40)
+    assert scorer.chunks_seen > 0 and result.scoring == "bm25+keyword"
+    assert "TAX_RATE = 0.2" in result.text and "TAX_RATE = 0.2" not in without.text
+
+
+@needs_minilm
+def test_minilm_vectors_find_a_function_no_word_of_the_hint_names() -> None:
+    hint = "shrink the saved document with compression"
+    text = REPORTS.replace(
+        '    """Compress a written report next to itself and return the archive\'s path."""\n', ""
+    )
+    scorer = MiniLMScorer()
+    result = funnel(text, hint, path="reports.py", token_budget=90, scorer=scorer)
+    assert result.scoring == "bm25+minilm" and result.output_tokens <= 90
+    assert "def archive_report(path: Path) -> Path:" in result.text
+    assert '    subprocess.run(f"gzip -kf {path}", shell=True, check=True)' in result.text
+    without = funnel(text, hint, path="reports.py", token_budget=90)
+    assert "def archive_report(path: Path) -> Path:" not in without.text
+    embedded = scorer.embedded
+    funnel(text, hint, path="reports.py", token_budget=90, scorer=scorer)
+    assert scorer.embedded == embedded  # the second look embeds nothing: vectors are cached
