@@ -655,20 +655,20 @@ def _fill(
         number = entry[3]
         if number in kept.chunks or -entry[1] < scores[number]:
             continue  # kept already, or a stale entry from before a call-edge lift
-        definition = ranking.owner[number]
-        if definition in deferred:
+        owner = ranking.owner[number]
+        if owner in deferred:
             heapq.heappush(waiting, entry)
             continue
-        if ranking.tiers[number] > SIGNATURE and definition >= 0 and definition not in tried:
-            tried.add(definition)
-            rows = definitions[definition].rows
+        if ranking.tiers[number] > SIGNATURE and owner >= 0 and owner not in tried:
+            tried.add(owner)
+            rows = definitions[owner].rows
             low = bisect.bisect_left(first_rows, rows.start)
             high = bisect.bisect_left(first_rows, rows.stop)
             members = [n for _, n in firsts[low:high]]
             if keep(number, members):
                 continue
             if sum(chunks[n].tokens for n in members) <= budget:
-                deferred.add(definition)
+                deferred.add(owner)
                 heapq.heappush(waiting, entry)
                 continue
         keep(number, [number])

@@ -28,29 +28,29 @@ Kind = Literal["callers", "dependents", "dependencies", "definition", "search"]
 _WHO = r"(?:who|what|which(?:\s+\w+){0,2})"
 _S = r"(?P<subject>.+?)"
 _END = r"\s*[?.!]*\s*$"
+_STRUCTURAL_SOURCES: tuple[tuple[Kind, str], ...] = (
+    ("definition", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:defined|declared|implemented){_END}"),
+    ("definition", rf"^\s*(?:the\s+)?(?:definition|declaration)s?\s+of\s+{_S}{_END}"),
+    ("dependents", rf"^\s*{_WHO}\s+(?:depends?|relies|rely)\s+on\s+{_S}{_END}"),
+    ("dependents", rf"^\s*{_WHO}\s+imports?\s+{_S}{_END}"),
+    ("dependents", rf"^\s*(?:the\s+)?(?:dependents|importers)\s+of\s+{_S}{_END}"),
+    ("dependents", rf"^\s*where\s+(?:is|are)\s+{_S}\s+imported{_END}"),
+    (
+        "dependencies",
+        rf"^\s*what\s+(?:does|do)\s+{_S}\s+(?:import|depend\s+on|rely\s+on|need|use){_END}",
+    ),
+    ("dependencies", rf"^\s*(?:the\s+)?(?:dependencies|imports)\s+of\s+{_S}{_END}"),
+    ("dependencies", rf"^\s*what\s+is\s+imported\s+(?:by|in)\s+{_S}{_END}"),
+    ("callers", rf"^\s*{_WHO}\s+(?:calls?|invokes?|uses?|references?)\s+{_S}{_END}"),
+    (
+        "callers",
+        rf"^\s*(?:the\s+)?(?:callers|call\s+sites|usages|uses|references)\s+(?:of|to|for)"
+        rf"\s+{_S}{_END}",
+    ),
+    ("callers", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:called|used|invoked){_END}"),
+)
 _STRUCTURAL: tuple[tuple[Kind, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE))
-    for kind, pattern in (
-        ("definition", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:defined|declared|implemented){_END}"),
-        ("definition", rf"^\s*(?:the\s+)?(?:definition|declaration)s?\s+of\s+{_S}{_END}"),
-        ("dependents", rf"^\s*{_WHO}\s+(?:depends?|relies|rely)\s+on\s+{_S}{_END}"),
-        ("dependents", rf"^\s*{_WHO}\s+imports?\s+{_S}{_END}"),
-        ("dependents", rf"^\s*(?:the\s+)?(?:dependents|importers)\s+of\s+{_S}{_END}"),
-        ("dependents", rf"^\s*where\s+(?:is|are)\s+{_S}\s+imported{_END}"),
-        (
-            "dependencies",
-            rf"^\s*what\s+(?:does|do)\s+{_S}\s+(?:import|depend\s+on|rely\s+on|need|use){_END}",
-        ),
-        ("dependencies", rf"^\s*(?:the\s+)?(?:dependencies|imports)\s+of\s+{_S}{_END}"),
-        ("dependencies", rf"^\s*what\s+is\s+imported\s+(?:by|in)\s+{_S}{_END}"),
-        ("callers", rf"^\s*{_WHO}\s+(?:calls?|invokes?|uses?|references?)\s+{_S}{_END}"),
-        (
-            "callers",
-            rf"^\s*(?:the\s+)?(?:callers|call\s+sites|usages|uses|references)\s+(?:of|to|for)"
-            rf"\s+{_S}{_END}",
-        ),
-        ("callers", rf"^\s*where\s+(?:is|are)\s+{_S}\s+(?:called|used|invoked){_END}"),
-    )
+    (kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _STRUCTURAL_SOURCES
 )
 _ARTICLES = frozenset({"the", "a", "an", "this", "that", "our", "my"})
 _FILE_NOUNS = frozenset({"module", "modules", "file", "files", "package", "script"})
@@ -248,20 +248,23 @@ class RetrievalRouter:
         return sorted(found)
 
     def _symbol_named(self, words: list[str]) -> str | None:
-        if len(words) == 1:
-            name = words[0].rsplit(".", 1)[-1]
-            if self.index.definitions(name):
-                return name
+        """A defined name spelled by the words: exactly, else by its parts (`verify password`
+        -> `verify_password`, `url pattern` -> `URLPattern`); functions and classes first."""
+        exact = words[0].rsplit(".", 1)[-1] if len(words) == 1 else None
         wanted = [p for w in words for p in identifier_parts(w.rsplit(".", 1)[-1])]
         candidates = [
             name
             for name in self.index.names()
-            if identifier_parts(name) == wanted and self.index.definitions(name)
+            if (name == exact or identifier_parts(name) == wanted) and self.index.definitions(name)
         ]
         if not candidates:
             return None
-        # Several spellings of the same words (verify_password, verifyPassword): most defined.
-        return max(candidates, key=lambda n: (len(self.index.definitions(n)), n))
+        return max(candidates, key=lambda name: (*self._definition_rank(name), name == exact, name))
+
+    def _definition_rank(self, name: str) -> tuple[int, int]:
+        """(callable definitions, all definitions): a class or function beats a local."""
+        found = self.index.definitions(name)
+        return sum(d.symbol_kind in _CALLABLE for d in found), len(found)
 
     # --- the graph ------------------------------------------------------------------------
 
@@ -276,7 +279,8 @@ class RetrievalRouter:
             hits = self._file_relations(kind, list(subject.files))
             resolved = ", ".join(subject.files)
         elif subject.symbol is not None:
-            hits = self._symbol_relations(kind, subject.symbol)
+            calls_only = kind == "callers" and bool(re.search(r"\bcall", question, re.I))
+            hits = self._symbol_relations(kind, subject.symbol, calls_only=calls_only)
             resolved = subject.symbol
         elif subject.files:
             hits = self._file_relations("dependents", list(subject.files))
@@ -299,7 +303,9 @@ class RetrievalRouter:
             found.update(dict.fromkeys(related))
         return [RetrievalHit(path, 0, 1.0, path, kind) for path in found if path not in files]
 
-    def _symbol_relations(self, kind: Kind, name: str) -> list[RetrievalHit]:
+    def _symbol_relations(
+        self, kind: Kind, name: str, *, calls_only: bool = False
+    ) -> list[RetrievalHit]:
         if kind == "definition":
             return [
                 RetrievalHit(
@@ -311,7 +317,7 @@ class RetrievalRouter:
                 )
                 for d in self.index.definitions(name)
             ]
-        uses = self.graph.uses_of(name)
+        uses = self.graph.uses_of(name, calls_only=calls_only)
         if kind in ("dependents", "dependencies"):
             if kind == "dependencies":
                 homes = {d.path for d in self.index.definitions(name)}
@@ -386,6 +392,7 @@ class RetrievalRouter:
 
 
 _FILE_KINDS = frozenset({"dependents", "dependencies"})
+_CALLABLE = frozenset({"function", "method", "class", "struct", "interface", "trait", "type"})
 
 
 def _normalised(values: Sequence[float]) -> list[float]:
