@@ -71,6 +71,8 @@ class RepoGraph:
         self._definitions: dict[str, list[SymbolRef]] = defaultdict(list)
         self._by_qualname: dict[tuple[str, str], SymbolRef] = {}
         self._uses: list[CallSite] = []
+        self._bindings: dict[str, dict[str, str]] = {}  # per file: local name -> import target
+        self._stars: dict[str, list[str]] = {}  # per file: modules it imports `*` from
         self.generation = -1
         self.refresh()
 
@@ -98,6 +100,14 @@ class RepoGraph:
             for occurrence in self.index.file_occurrences(rel):
                 if occurrence.kind == "definition" and occurrence.symbol_kind in _CALLABLE_KINDS:
                     self._add_definition(rel, occurrence)
+        self._bindings = {}
+        self._stars = {}
+        for rel in files:
+            occurrences = self.index.file_occurrences(rel)
+            self._bindings[rel] = self._import_bindings(rel, occurrences)
+            self._stars[rel] = [
+                o.target for o in occurrences if o.symbol_kind == "module_star" and o.target
+            ]
         for rel in files:
             self._link_file(rel)
 
@@ -122,8 +132,8 @@ class RepoGraph:
 
     def _link_file(self, rel: str) -> None:
         occurrences = self.index.file_occurrences(rel)
-        bindings = self._import_bindings(rel, occurrences)
-        for target in bindings.values():
+        bindings = self._bindings[rel]
+        for target in [*bindings.values(), *self._stars[rel]]:
             module_file = self._module_file(rel, target)
             if module_file is not None and module_file != rel:
                 self._add_file_edge(rel, module_file, "imports", 1.0)
@@ -219,8 +229,12 @@ class RepoGraph:
                 return candidate
         return None
 
-    def _symbol_in_module(self, rel: str, target: str) -> SymbolRef | None:
-        """`pkg.mod.name` (or `pkg.mod.Class.method`) -> that definition, if in the workspace."""
+    def _symbol_in_module(self, rel: str, target: str, hops: int = 0) -> SymbolRef | None:
+        """`pkg.mod.name` (or `pkg.mod.Class.method`) -> that definition, if in the workspace.
+
+        A name the module only re-exports (`from .impl import name`, `from .impl import *`
+        in a package's `__init__`) is followed to where it is defined, up to 4 hops.
+        """
         if "#" in target:
             spec, name = target.split("#", 1)
             module_file = self._js_file(rel, spec)
@@ -230,7 +244,22 @@ class RepoGraph:
             for cut in range(len(parts) - 1, 0, -1):
                 module_file = self._modules.get(".".join(parts[:cut]))
                 if module_file is not None:
-                    return self._by_qualname.get((module_file, ".".join(parts[cut:])))
+                    qualname = ".".join(parts[cut:])
+                    found = self._by_qualname.get((module_file, qualname))
+                    if found is None and hops < 4:
+                        found = self._reexported(module_file, qualname, hops + 1)
+                    return found
+        return None
+
+    def _reexported(self, module_file: str, qualname: str, hops: int) -> SymbolRef | None:
+        head, _, rest = qualname.partition(".")
+        bound = self._bindings.get(module_file, {}).get(head)
+        if bound is not None:
+            return self._symbol_in_module(module_file, bound + (f".{rest}" if rest else ""), hops)
+        for star in self._stars.get(module_file, ()):
+            found = self._symbol_in_module(module_file, f"{star}.{qualname}", hops)
+            if found is not None:
+                return found
         return None
 
     def _resolve(

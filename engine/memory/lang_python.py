@@ -152,7 +152,12 @@ def _classify_imports(
         module_text = "__future__"
         if module is not None:
             module_text = data[module.start_byte : module.end_byte].decode().replace(" ", "")
-            for dotted in _module_dotted_names(module):
+            dotted_names = _module_dotted_names(module)
+            if dotted_names and any(c.type == "wildcard_import" for c in statement.children):
+                # `from .m import *`: its last segment carries the whole (relative) module.
+                last = dotted_names[-1].named_children[-1]
+                classified.put(last, "import", "module_star", None, module_text)
+            for dotted in dotted_names:
                 _classify_module_path(dotted, data, classified, "module_path")
         for name in statement.children_by_field_name("name"):
             if name.type == "aliased_import":

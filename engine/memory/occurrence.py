@@ -22,7 +22,8 @@ class SymbolOccurrence(msgspec.Struct, frozen=True, gc=False):
     import statement). symbol_kind says what a definition or import binds: "function",
     "method", "class", "variable" (module level), "attribute" (class level), "local",
     "parameter", "module" (a segment of `import a.b`), "module_path" (a segment of
-    `from a.b import x`), "name" (an imported name), "alias" (the `as` name), "type", ...
+    `from a.b import x`), "module_star" (the last segment of `from a.b import *`, target the
+    whole module), "name" (an imported name), "alias" (the `as` name), "type", ...
     usage says how a reference uses the name: "load", "call", "attribute", "decorator",
     "keyword" (a keyword argument), "store", "global", "type".
     qualifier is the dotted object of an attribute reference (`os.path` in `os.path.join`).

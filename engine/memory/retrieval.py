@@ -206,22 +206,25 @@ class RetrievalRouter:
     def resolve(self, phrase: str) -> Subject:
         """The files and the symbol a subject phrase names, tried by exact text, then words."""
         cleaned = phrase.strip().strip("`'\"").removesuffix("()").strip("`'\"")
-        words = re.findall(r"[\w./:\-]+", cleaned)
-        wants: Literal["file", "symbol", "any"] = "any"
-        if any(w.lower() in _FILE_NOUNS for w in words):
-            wants = "file"
-        elif any(w.lower() in _SYMBOL_NOUNS for w in words):
-            wants = "symbol"
-        kept = [
-            w.strip("`'\"").removesuffix("()")
-            for w in words
-            if w.lower() not in _ARTICLES | _FILE_NOUNS | _SYMBOL_NOUNS
-        ]
+        kept = [w.strip("`'\"").removesuffix("()") for w in re.findall(r"[\w./:\-]+", cleaned)]
+        while kept and kept[0].lower() in _ARTICLES:
+            kept.pop(0)
         if not kept:
-            return Subject(phrase, wants=wants)
-        files = self._files_named(kept)
-        symbol = self._symbol_named(kept)
-        return Subject(phrase, tuple(files), symbol, wants)
+            return Subject(phrase)
+        whole = Subject(phrase, tuple(self._files_named(kept)), self._symbol_named(kept))
+        # "the storage module", "verify password function": a noun at either end says what
+        # kind of thing the rest names; the words are tried whole first ("method type not
+        # registered error" names MethodTypeNotRegisteredError).
+        for end in (-1, 0):
+            if len(kept) > 1 and kept[end].lower() in _FILE_NOUNS | _SYMBOL_NOUNS:
+                noun = kept[end].lower()
+                rest = kept[:-1] if end == -1 else kept[1:]
+                wants: Literal["file", "symbol"] = "file" if noun in _FILE_NOUNS else "symbol"
+                if whole.files or whole.symbol:
+                    return msgspec.structs.replace(whole, wants=wants)
+                files = tuple(self._files_named(rest))
+                return Subject(phrase, files, self._symbol_named(rest), wants)
+        return whole
 
     def _files_named(self, words: list[str]) -> list[str]:
         files = self.index.files()
@@ -259,7 +262,10 @@ class RetrievalRouter:
         ]
         if not candidates:
             return None
-        return max(candidates, key=lambda name: (*self._definition_rank(name), name == exact, name))
+        rank = self._definition_rank
+        return max(
+            candidates, key=lambda name: (rank(name)[0] > 0, name == exact, *rank(name), name)
+        )
 
     def _definition_rank(self, name: str) -> tuple[int, int]:
         """(callable definitions, all definitions): a class or function beats a local."""
@@ -293,15 +299,28 @@ class RetrievalRouter:
         return Answer(question, "graph", kind, resolved, tuple(hits[:limit]), note)
 
     def _file_relations(self, kind: Kind, files: list[str]) -> list[RetrievalHit]:
-        found: dict[str, None] = {}
+        """Related files, those that import (or are imported) first, then by use count."""
+        found: dict[str, tuple[bool, float]] = {}
+        graph = self.graph.graph
         for path in files:
             related = (
                 self.graph.dependents(path)
                 if kind == "dependents"
                 else self.graph.dependencies(path)
             )
-            found.update(dict.fromkeys(related))
-        return [RetrievalHit(path, 0, 1.0, path, kind) for path in found if path not in files]
+            for other in related:
+                edge = graph[other][path] if kind == "dependents" else graph[path][other]
+                imports = "imports" in edge.get("kinds", ())
+                weight = float(edge.get("weight", 1.0))
+                before = found.get(other, (False, 0.0))
+                found[other] = (before[0] or imports, before[1] + weight)
+        ranked = sorted(
+            (p for p in found if p not in files), key=lambda p: (not found[p][0], -found[p][1], p)
+        )
+        return [
+            RetrievalHit(path, 0, 1.0, path, f"{kind}{'' if found[path][0] else ' (uses only)'}")
+            for path in ranked
+        ]
 
     def _symbol_relations(
         self, kind: Kind, name: str, *, calls_only: bool = False

@@ -102,3 +102,24 @@ def test_graph_follows_index_updates(graph: RepoGraph) -> None:
     assert "shop/extra.py" in graph.dependents("shop/pricing.py")
     index.remove_file("shop/extra.py")
     assert "shop/extra.py" not in graph.dependents("shop/pricing.py")
+
+
+def test_star_imports_and_reexports_are_followed(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "impl").mkdir(parents=True)
+    (package / "__init__.py").write_text("from .api import *\nfrom .impl import Engine\n")
+    (package / "api.py").write_text("def request(url):\n    return url\n")
+    (package / "impl" / "__init__.py").write_text("from .engine import Engine\n")
+    (package / "impl" / "engine.py").write_text("class Engine:\n    pass\n")
+    (tmp_path / "app.py").write_text("from pkg import Engine, request\n\nrequest('x')\nEngine()\n")
+    index = SymbolIndex(tmp_path)
+    index.build()
+    graph = RepoGraph(index)
+    # `from .api import *` is an import of pkg/api.py.
+    assert "pkg/api.py" in graph.dependencies("pkg/__init__.py")
+    # `Engine` is re-exported twice; `request` through the star import: both reach their home.
+    assert [(u.path, u.callee.path) for u in graph.callers("Engine")] == [
+        ("app.py", "pkg/impl/engine.py")
+    ]
+    assert [(u.path, u.callee.path) for u in graph.callers("request")] == [("app.py", "pkg/api.py")]
+    assert "app.py" in graph.dependents("pkg/impl/engine.py")
