@@ -1,10 +1,16 @@
-"""The LLM agent loop: prompt at a shared prefix, validated actions, tools, SSA-pruned trace.
+"""The LLM agent loop: prompt at a shared prefix, validated actions, tools, working memory.
 
 Owns `LLMAgent`, which implements the Agent protocol. Each turn sends the shared prefix
 (constitution + tool reference, repo map at version V, decision records), then the task's delta,
-then the reasoning trace pruned to the steps still live; the reply is decoded by the Validation
-Gate into one `AgentAction`, which the toolbox executes. Invariants: the agent returns only
-Mutations against its snapshot; it stops at `finish`, at `max_turns`, or at the task's token cap.
+then the reasoning trace; the reply is decoded by the Validation Gate into one `AgentAction`,
+which the toolbox executes. With working memory on (the default) the trace keeps every step,
+and the outputs of steps older than `mask_window` are masked: their key facts go to the task's
+MEMORY.md, the output to the episodic store, and a placeholder with a recall handle takes its
+place; the boundary moves every `mask_step` steps, so between moves each prompt extends the
+previous one and a prefix cache keeps serving it. With it off, the trace is SSA-pruned to the
+steps still live. Invariants: the agent returns only Mutations against its snapshot; it stops
+at `finish`, at `max_turns`, or at the task's token cap; a masked output can always be
+recalled.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from delegation_machine.engine.agents.llm_tools import (
     tool_reference,
 )
 from delegation_machine.engine.inference.accounting import BudgetExceeded
-from delegation_machine.engine.inference.backend import Backend, BackendError, ChatRequest
+from delegation_machine.engine.inference.backend import (
+    Backend,
+    BackendError,
+    ChatRequest,
+    failure_record,
+)
 from delegation_machine.engine.inference.gate import GateFailure, complete_validated
 from delegation_machine.engine.inference.layout import (
     CONSTITUTION,
@@ -38,11 +49,19 @@ from delegation_machine.engine.inference.layout import (
     shared_layout,
 )
 from delegation_machine.engine.inference.session import InferenceSession
+from delegation_machine.engine.memory.funnel import ChunkScorer
 from delegation_machine.engine.memory.timetravel import turn_event
+from delegation_machine.engine.memory.working import (
+    EpisodicStore,
+    ObservationMasker,
+    Turn,
+    memory_file_path,
+)
 from delegation_machine.engine.plan.ssa import ReasoningTrace
 from delegation_machine.engine.protocol import DelegationRequest, Event, Verdict
 
 FOCUS_CONTEXT_LINES = 40
+MASK_ABOVE_CHARS = 240
 
 
 class ValidationGateFailure(AgentFailure):
@@ -62,6 +81,7 @@ class RunStats(msgspec.Struct, frozen=True):
     turns: tuple[TurnTiming, ...]
     pruned_steps: int
     validation_retries: int
+    masked_outputs: int = 0  # tool outputs working memory replaced by a recall handle
 
 
 def constitution() -> str:
@@ -127,6 +147,9 @@ class LLMAgent:
         max_validation_retries: int = 2,
         max_output_tokens: int = 1024,
         trace_window: int = 3,
+        mask_window: int | None = 6,
+        mask_step: int = 3,
+        funnel_scorer: ChunkScorer | None = None,
         layout: Literal["shared", "naive"] = "shared",
         trajectory: Callable[[Event], None] | None = None,
     ) -> None:
@@ -147,6 +170,12 @@ class LLMAgent:
         self.max_validation_retries = max_validation_retries
         self.max_output_tokens = max_output_tokens
         self.trace_window = trace_window
+        # Working memory: tool outputs of steps older than `mask_window` become placeholders
+        # with a recall handle; the boundary moves every `mask_step` steps. None: no working
+        # memory, the trace is SSA-pruned to the last `trace_window` steps and what they use.
+        self.mask_window = mask_window
+        self.mask_step = mask_step
+        self.funnel_scorer = funnel_scorer
         self.layout = layout
         self.last_stats: RunStats | None = None
         self._turn = 0
@@ -164,17 +193,50 @@ class LLMAgent:
         validate_package(work.package, stage="agent")
         if self.budget is not None:
             self.session.ledger.set_budget(work.task_id, self.budget)
-        toolbox = AgentToolbox(work, checker=self.checker)
+        masker = self.working_memory(work)
+        toolbox = AgentToolbox(
+            work,
+            checker=self.checker,
+            memory=masker.store if masker is not None else None,
+            scorer=self.funnel_scorer,
+        )
         try:
-            return await self._loop(work, toolbox)
+            return await self._loop(work, toolbox, masker)
         except BudgetExceeded as exc:
             raise AgentFailure(str(exc)) from None
         except GateFailure as exc:
             raise ValidationGateFailure(exc) from None
         except BackendError as exc:
+            if self.trajectory is not None:  # the ledger keeps what failed, where and why
+                self.trajectory(
+                    Event(
+                        kind="model.failed",
+                        payload={
+                            "task_id": work.task_id,
+                            "agent_id": self.agent_id,
+                            **failure_record(exc),
+                        },
+                        task_id=work.task_id,
+                        agent_id=self.agent_id,
+                    )
+                )
             raise AgentFailure(f"agent {self.agent_id}: {exc}") from None
 
-    async def _loop(self, work: AgentWork, toolbox: AgentToolbox) -> AgentResult:
+    def working_memory(self, work: AgentWork) -> ObservationMasker | None:
+        """The run's masker: pages and key facts under `.delegation/tasks/<task>/`."""
+        if self.mask_window is None:
+            return None
+        memory_file = memory_file_path(work.workspace_root, work.task_id)
+        return ObservationMasker(
+            window=self.mask_window,
+            step=self.mask_step,
+            store=EpisodicStore(memory_file.parent / "pages"),
+            memory_file=memory_file,
+        )
+
+    async def _loop(
+        self, work: AgentWork, toolbox: AgentToolbox, masker: ObservationMasker | None
+    ) -> AgentResult:
         prefix, delta = self.prefix_for(work), render_delta(work)
         self._turn = 0
         trace = ReasoningTrace()
@@ -185,9 +247,12 @@ class LLMAgent:
         schema = action_schema()
         for _ in range(self.max_turns):
             turn_start = time.perf_counter()
-            roots = trace.default_roots(window=self.trace_window, pinned=edit_steps)
-            live = trace.pruned(roots)
-            pruned += len(trace) - len(live)
+            if masker is None:  # no working memory: drop the steps nothing live uses
+                roots = trace.default_roots(window=self.trace_window, pinned=edit_steps)
+                live = trace.pruned(roots)
+                pruned += len(trace) - len(live)
+            else:  # working memory: every step stays, old outputs behind recall handles
+                live = _masked(trace, masker, trace.next_id)
             request = ChatRequest(
                 messages=self._messages(prefix, delta, live, work),
                 max_tokens=self.max_output_tokens,
@@ -217,7 +282,9 @@ class LLMAgent:
             )
             if isinstance(action, Finish):
                 timings.append(TurnTiming(model_s, time.perf_counter() - turn_start - model_s))
-                self.last_stats = RunStats(tuple(timings), pruned, retries)
+                self.last_stats = RunStats(
+                    tuple(timings), pruned, retries, masker.masked_count if masker else 0
+                )
                 return AgentResult(
                     mutations=toolbox.mutations(work.task_id, self.agent_id),
                     usage=usage + TokenUsage(tool_calls=toolbox.tool_calls),
@@ -234,7 +301,9 @@ class LLMAgent:
             if isinstance(action, ProposeEdit) and observation.startswith("ok"):
                 edit_steps.append(step)
             timings.append(TurnTiming(model_s, time.perf_counter() - turn_start - model_s))
-        self.last_stats = RunStats(tuple(timings), pruned, retries)
+        self.last_stats = RunStats(
+            tuple(timings), pruned, retries, masker.masked_count if masker else 0
+        )
         raise AgentFailure(
             f"agent {self.agent_id} did not finish task {work.task_id} within {self.max_turns} "
             "turns (inference.max_turns); its proposed edits were not applied"
@@ -271,6 +340,20 @@ class LLMAgent:
         if self.layout == "naive":
             return naive_layout(prefix, delta, self.agent_id, trace_text)
         return shared_layout(prefix, delta, trace_text)
+
+
+def _masked(live: ReasoningTrace, masker: ObservationMasker, current: int) -> ReasoningTrace:
+    """The live trace with the outputs of old steps replaced by recall placeholders."""
+    turns = [
+        Turn(step.id, "tool", step.value, step.kind)
+        for step in live.steps
+        if len(step.value) > MASK_ABOVE_CHARS  # a short output costs less than its placeholder
+    ]
+    shown = {turn.turn: turn.content for turn in masker.view(turns, current)}
+    return ReasoningTrace(
+        msgspec.structs.replace(step, value=shown[step.id]) if step.id in shown else step
+        for step in live.steps
+    )
 
 
 def _describe(action: Any) -> str:

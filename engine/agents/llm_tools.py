@@ -1,10 +1,13 @@
 """The LLM agent's tools and the action schema the model must answer in.
 
-Owns the `AgentAction` tagged union (read_symbol, read_file, search_symbols, propose_edit,
-run_checks, finish), its JSON schema for guided decoding, and `AgentToolbox`, which executes
-actions against the agent's snapshot. Invariants: tools read only the snapshot given in
-`AgentWork` (or `work.read_file`), edits go to private working copies and leave the toolbox only
-as Mutations against the snapshot's versions; no tool writes a file.
+Owns the `AgentAction` tagged union (read_symbol, read_file, search_symbols, search, recall,
+propose_edit, run_checks, finish), its JSON schema for guided decoding, and `AgentToolbox`,
+which executes actions against the agent's snapshot. A whole-file read larger than the funnel
+budget goes through the context funnel with the task's goal as hint; `search` goes through the
+retrieval router (the graph for structural questions, BM25 and vectors for the rest); `recall`
+pages a masked tool output back in from working memory. Invariants: tools read only the
+snapshot given in `AgentWork` (or `work.read_file`), edits go to private working copies and
+leave the toolbox only as Mutations against the snapshot's versions; no tool writes a file.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from typing import Any, Union
 import msgspec
 
 from delegation_machine.engine.agents.base import AgentWork, FileVersion, edits_from_texts
-from delegation_machine.engine.memory.funnel import funnel
+from delegation_machine.engine.inference.tokens import ApproxTokenizer
+from delegation_machine.engine.memory.funnel import ChunkScorer, funnel
 from delegation_machine.engine.memory.graph import RepoGraph
 from delegation_machine.engine.memory.occurrence import SymbolOccurrence
 from delegation_machine.engine.memory.parsing import language_for_path
 from delegation_machine.engine.memory.repomap import build_repo_map
+from delegation_machine.engine.memory.retrieval import RetrievalRouter, answer_lines
 from delegation_machine.engine.memory.symbols import SymbolIndex
+from delegation_machine.engine.memory.working import EpisodicStore, PageNotFound
 from delegation_machine.engine.protocol import Mutation, Verdict
 from delegation_machine.engine.state.types import StateError
 
@@ -55,6 +61,20 @@ class SearchSymbols(_Action, tag="search_symbols", frozen=True):
     limit: int = 20
 
 
+class Search(_Action, tag="search", frozen=True):
+    """Ask about the code in words: "who calls f", "what depends on the storage module",
+    "what does checkout import", "where is X defined", or describe what you look for."""
+
+    question: str
+    limit: int = 10
+
+
+class Recall(_Action, tag="recall", frozen=True):
+    """Bring back in full a tool output shown as "[... output omitted ...; recall handle H]"."""
+
+    handle: str
+
+
 class ProposeEdit(_Action, tag="propose_edit", frozen=True):
     """Replace the exact text `old` (must occur once) with `new` in `path`.
 
@@ -77,11 +97,15 @@ class Finish(_Action, tag="finish", frozen=True):
     summary: str
 
 
-AgentAction = Union[ReadSymbol, ReadFile, SearchSymbols, ProposeEdit, RunChecks, Finish]  # noqa: UP007
+AgentAction = Union[  # noqa: UP007
+    ReadSymbol, ReadFile, SearchSymbols, Search, Recall, ProposeEdit, RunChecks, Finish
+]
 ACTION_TYPES: tuple[type[_Action], ...] = (
     ReadSymbol,
     ReadFile,
     SearchSymbols,
+    Search,
+    Recall,
     ProposeEdit,
     RunChecks,
     Finish,
@@ -103,7 +127,8 @@ def tool_reference() -> str:
         lines.append(f"- {{{shape}}}: {doc}")
     lines.append(
         'Every action may carry "thought" (one sentence) and "uses": the numbers of earlier '
-        "trace steps (%N) it relies on. Steps nothing uses are dropped from later prompts."
+        "trace steps (%N) it relies on. Old outputs are shown as a placeholder with a recall "
+        "handle (recall brings one back), or dropped when no step uses them."
     )
     return "\n".join(lines)
 
@@ -127,9 +152,19 @@ def _numbered(text: str, start_line: int, end_line: int | None) -> str:
 class AgentToolbox:
     """Executes actions for one agent run; owns that run's working copies."""
 
-    def __init__(self, work: AgentWork, *, checker: Checker | None = None) -> None:
+    def __init__(
+        self,
+        work: AgentWork,
+        *,
+        checker: Checker | None = None,
+        memory: EpisodicStore | None = None,
+        scorer: ChunkScorer | None = None,
+    ) -> None:
         self.work = work
         self.checker = checker
+        self.memory = memory  # where masked tool outputs wait for `recall`
+        self.scorer = scorer  # MiniLM for the funnel, when the embeddings extra is wanted
+        self._router: RetrievalRouter | None = None
         self._base: dict[str, FileVersion] = dict(work.files)
         self._working: dict[str, str] = {}
         self._descriptions: dict[str, list[str]] = {}
@@ -163,6 +198,10 @@ class AgentToolbox:
             return _clip(self.read_file(action.path, action.start_line, action.end_line))
         if isinstance(action, SearchSymbols):
             return _clip(self.search_symbols(action.query, action.limit))
+        if isinstance(action, Search):
+            return _clip(self.search(action.question, action.limit))
+        if isinstance(action, Recall):
+            return _clip(self.recall(action.handle))
         if isinstance(action, ProposeEdit):
             return self.propose_edit(action.path, action.old, action.new, action.description)
         if isinstance(action, RunChecks):
@@ -173,8 +212,27 @@ class AgentToolbox:
         text = self.current_text(path)
         if text is None:
             return f"error: no file {path!r} in this task's snapshot"
-        region = _funnel_region(path, text, start_line, end_line, self.work)
+        region = _funnel_region(path, text, start_line, end_line, self.work, self.scorer)
         return region if region is not None else _numbered(text, start_line, end_line)
+
+    def search(self, question: str, limit: int = 10) -> str:
+        """The retrieval router's answer: route, then one line per place."""
+        index = self.work.index
+        if index is None:
+            return "no symbol index is available in this run; use read_file"
+        if self._router is None or self._router.index is not index:
+            self._router = RetrievalRouter(index)
+        return "\n".join(answer_lines(self._router.ask(question, limit=max(1, min(limit, 50)))))
+
+    def recall(self, handle: str) -> str:
+        """A masked tool output, whole again (it is masked again once it is old)."""
+        if self.memory is None:
+            return "error: working memory is off in this run; nothing was masked"
+        try:
+            page = self.memory.get(handle.strip())
+        except PageNotFound:
+            return f"error: no masked output has handle {handle!r}"
+        return f"(recalled {page.source} output of step {page.turn})\n{page.content}"
 
     def read_symbol(self, name: str) -> str:
         index = self.work.index
@@ -281,28 +339,35 @@ def _definition_lines(
     return line, min(len(text.splitlines()), line + 20)
 
 
-FUNNEL_ABOVE_LINES = 200
-FUNNEL_TOKEN_BUDGET = 2000
+FUNNEL_TOKEN_BUDGET = 1600
+_COUNT_TOKENS = ApproxTokenizer().count
 
 
 def _funnel_region(
-    path: str, text: str, start_line: int, end_line: int | None, work: AgentWork
+    path: str,
+    text: str,
+    start_line: int,
+    end_line: int | None,
+    work: AgentWork,
+    scorer: ChunkScorer | None = None,
 ) -> str | None:
-    """A whole large file read through the context funnel (goal-hint pruning).
+    """A whole file over FUNNEL_TOKEN_BUDGET tokens, read through the context funnel.
 
-    Explicit line ranges are always read exactly; so are small files and files of a language
-    the funnel has no grammar for.
+    The hint is the task's goal and instruction. Explicit line ranges are always read exactly;
+    so are files that fit the budget and files of a language the funnel has no grammar for.
+    A fault inside the funnel propagates: it is a bug to fix, not a reason to read less.
     """
-    if end_line is not None or start_line > 1 or text.count("\n") < FUNNEL_ABOVE_LINES:
+    if end_line is not None or start_line > 1 or language_for_path(path) is None:
         return None
-    if language_for_path(path) is None:
+    if _COUNT_TOKENS(text) <= FUNNEL_TOKEN_BUDGET:
         return None
     goal = work.package.goal
     hint = " ".join([goal.text, *goal.symbols, work.package.manifest.instruction])
-    result = funnel(text, hint, path=path, token_budget=FUNNEL_TOKEN_BUDGET)
+    result = funnel(text, hint, path=path, token_budget=FUNNEL_TOKEN_BUDGET, scorer=scorer)
     return (
-        f"(context funnel: {result.omitted_lines} of {result.total_lines} lines omitted; "
-        f"read_file with start_line/end_line shows any region exactly)\n{result.text}"
+        f"(context funnel: {result.omitted_lines} of {result.total_lines} lines omitted, "
+        f"{result.output_tokens} of {result.input_tokens} tokens; read_file with "
+        f"start_line/end_line shows any region exactly)\n{result.text}"
     )
 
 

@@ -60,7 +60,7 @@ async def test_multi_turn_tool_calls_produce_mutations(
         ]
     )
     session = session_for(server)
-    agent = LLMAgent("a1", session, checker=syntax_checker, trace_window=1)
+    agent = LLMAgent("a1", session, checker=syntax_checker, trace_window=1, mask_window=None)
     assert isinstance(agent, Agent)
     result = await agent.run(make_work(workspace, index))
     await session.aclose()
