@@ -3,6 +3,8 @@
 Owns `.delegation/ledger.sqlite3` (SQLite in WAL mode). Events are immutable (triggers refuse
 UPDATE and DELETE) and totally ordered by `seq`, which the ledger assigns. Secrets are
 redacted before anything is written. Thread-safe: one connection guarded by a lock.
+`unfinished_plans` finds the plans a killed process left behind: `plan.submitted` with neither
+`plan.finished` nor `plan.abandoned` after it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ BEGIN SELECT RAISE(ABORT, 'ledger events are immutable'); END;
 """
 
 EventListener = Callable[[Event], None]
+PLAN_ENDINGS = ("plan.finished", "plan.abandoned")
+
+
+class UnfinishedPlan(msgspec.Struct, frozen=True):
+    """A plan the ledger shows submitted and never ended, with each task's last state."""
+
+    plan_id: str
+    kind: str
+    instruction: str
+    seq: int
+    ts: float
+    task_states: dict[str, str]  # task id -> its last recorded state ("queued" if none)
 
 
 class Ledger:
@@ -118,6 +132,36 @@ class Ledger:
             )
             for row in rows
         ]
+
+    def unfinished_plans(self) -> list[UnfinishedPlan]:
+        """Plans submitted and never finished nor abandoned, oldest first."""
+        endings = ",".join("?" * len(PLAN_ENDINGS))
+        sql = (
+            "SELECT seq, ts, task_id, payload FROM events WHERE kind = 'plan.submitted' "
+            f"AND task_id NOT IN (SELECT task_id FROM events WHERE kind IN ({endings}) "
+            "AND task_id IS NOT NULL) ORDER BY seq"
+        )
+        with self._lock:
+            rows = self._connection.execute(sql, PLAN_ENDINGS).fetchall()
+        plans = []
+        for seq, ts, plan_id, encoded in rows:
+            payload = json.loads(encoded)
+            task_ids = [str(t.get("task_id")) for t in payload.get("tasks", ()) if "task_id" in t]
+            states = dict.fromkeys(task_ids, "queued")
+            for event in self.events(seq, kinds=["task.state"]):
+                if event.task_id in states:
+                    states[event.task_id] = str(event.payload.get("state", "queued"))
+            plans.append(
+                UnfinishedPlan(
+                    plan_id=plan_id,
+                    kind=str(payload.get("kind", "")),
+                    instruction=str(payload.get("instruction", "")),
+                    seq=seq,
+                    ts=ts,
+                    task_states=states,
+                )
+            )
+        return plans
 
     def last_seq(self) -> int:
         with self._lock:

@@ -50,6 +50,7 @@ from delegation_machine.engine.schedule.board import (
     TaskSummary,
 )
 from delegation_machine.engine.schedule.dispatch import Dispatcher, DispatchStatus, WorkerSpec
+from delegation_machine.engine.schedule.interrupted import InterruptedPlan, abandon_interrupted
 from delegation_machine.engine.state import WorkspaceState
 from delegation_machine.engine.supervise.attempts import AttemptLoop, describe_attempts
 from delegation_machine.engine.supervise.change import ChangeChecker
@@ -100,7 +101,7 @@ class Swarm:
             self.root, max_file_bytes=self.config.max_file_bytes, record=self._record_event
         )
         self.state.subscribe(self.notices.emit)  # text changes join the one ordered stream
-        self.index = WorkspaceIndex(self.root)
+        self.index = WorkspaceIndex(self.root, warn=self._warn)
         self.decisions = DecisionRecords(self.root)
         self.board = TaskBoard(self.ledger)
         self.board.subscribe(self.notices.emit)
@@ -188,6 +189,7 @@ class Swarm:
         )
         self._dispatcher_task: asyncio.Task[None] | None = None
         self._started = False
+        self.interrupted: list[InterruptedPlan] = []  # found and abandoned by `start`
 
     @property
     def backend(self) -> InferenceSession | None:
@@ -200,19 +202,34 @@ class Swarm:
     def _record_event(self, event: Event) -> None:
         self.ledger.append(event)
 
+    def _warn(self, text: str) -> None:
+        self.notices.emit(MessageNotice("warning", text))
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Own the workspace (`WorkspaceBusy` while another process does), recover what a
+        killed owner left (temp files, journaled edits, interrupted plans), start the workers."""
         if self._started:
             return
+        removed = self.state.claim_owner()
+        try:
+            restored = self.state.restore_from_journal()  # unsaved agent edits survive a restart
+            self.interrupted = abandon_interrupted(self.ledger, self.state)
+        except BaseException:
+            self.state.release_owner()
+            raise
         self._started = True
-        restored = self.state.restore_from_journal()  # unsaved agent edits survive a restart
         self.ledger.record(
             "swarm.started",
             workspace=str(self.root),
             workers=[w.worker_id for w in self.workers],
             restored=restored,
+            removed_temp_files=removed,
+            interrupted=[plan.plan_id for plan in self.interrupted],
         )
+        for plan in self.interrupted:
+            self._warn(plan.message())
         self._dispatcher_task = self.spawn(self.dispatcher.run(), name="dispatcher")
         self.spawn(self.index.build(), name="index-build")
         if self._watch:
@@ -238,6 +255,7 @@ class Swarm:
         self.state.flush_all()
         self.ledger.record("swarm.stopped")
         self.ledger.close()
+        self.state.release_owner()
         self._started = False
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:

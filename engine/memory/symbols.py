@@ -19,6 +19,12 @@ from delegation_machine.engine.memory.lang_other import extractor_for
 from delegation_machine.engine.memory.lang_python import extract_python
 from delegation_machine.engine.memory.occurrence import Scope, SymbolOccurrence
 from delegation_machine.engine.memory.parsing import ParsedFile, Parsers, language_for_path
+from delegation_machine.engine.state.files import (
+    Unreadable,
+    read_regular_file,
+    real_path,
+    regular_file_size,
+)
 
 __all__ = [
     "IGNORED_DIRECTORIES",
@@ -174,17 +180,17 @@ class SymbolIndex:
 
     def _read(self, rel: str) -> str | None:
         path = self.root / rel
-        try:
-            if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+        try:  # a FIFO or device is never opened, a symlink loop is a reason, not a crash
+            if path.is_symlink() and not real_path(path).is_relative_to(self.root):
                 self.skipped.append(SkippedFile(rel, "symlink outside the workspace"))
                 return None
-            size = path.stat().st_size
+            size = regular_file_size(path)
             if size > self.max_file_bytes:
                 self.skipped.append(SkippedFile(rel, f"too large ({size} bytes)"))
                 return None
-            data = path.read_bytes()
-        except OSError as exc:
-            self.skipped.append(SkippedFile(rel, f"unreadable: {exc.strerror or exc}"))
+            data = read_regular_file(path, max_bytes=self.max_file_bytes)
+        except Unreadable as exc:
+            self.skipped.append(SkippedFile(rel, exc.reason))
             return None
         if b"\x00" in data[:_BINARY_PROBE_BYTES]:
             self.skipped.append(SkippedFile(rel, "binary"))

@@ -21,8 +21,16 @@ from pathlib import Path, PurePosixPath
 
 from delegation_machine.engine.protocol import Event, Mutation, TextEdit
 from delegation_machine.engine.state.document import FileDocument
+from delegation_machine.engine.state.files import (
+    Unreadable,
+    list_files,
+    read_regular_file,
+    real_path,
+)
 from delegation_machine.engine.state.leases import LeaseTable
+from delegation_machine.engine.state.owner import OwnerLock
 from delegation_machine.engine.state.persist import CrdtJournal, CrdtStore, JournalRecord
+from delegation_machine.engine.state.scratch import SCRATCH_NAME, claim_scratch, release_scratch
 from delegation_machine.engine.state.textdiff import (
     EditRangeError,
     check_edits,
@@ -45,7 +53,7 @@ from delegation_machine.engine.state.types import (
     agent_origin,
     task_of_origin,
 )
-from delegation_machine.engine.state.watcher import TEMP_SUFFIX
+from delegation_machine.engine.state.watcher import IGNORED_FOLDERS, TEMP_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,41 @@ class WorkspaceState:
         self._journals: dict[str, CrdtJournal] = {}
         self._replaying = False
         self._own_writes: dict[str, tuple[int, int]] = {}  # rel -> (mtime_ns, size) we wrote
+        self._owner = OwnerLock(self.root / PRIVATE_FOLDER)
+
+    # --- ownership -------------------------------------------------------------------------
+
+    def claim_owner(self, command: str | None = None) -> list[str]:
+        """Become the one process that writes this workspace (`WorkspaceBusy`, naming the
+        owner, while another holds it), then delete what an earlier owner that died left: temp
+        files of unfinished writes and shadow copies in `.delegation/tmp/`. Returns them."""
+        self._owner.acquire(command)
+        private = self.root / PRIVATE_FOLDER
+        copies = claim_scratch(private)  # shadow copies go here, not to the system temp folder
+        stale = [f"{PRIVATE_FOLDER}/{SCRATCH_NAME}/{name}" for name in copies]
+        return self._remove_stale_temp_files() + stale
+
+    def release_owner(self) -> None:
+        if self._owner.held:
+            release_scratch(self.root / PRIVATE_FOLDER)
+        self._owner.release()
+
+    @property
+    def owns_workspace(self) -> bool:
+        return self._owner.held
+
+    def _remove_stale_temp_files(self) -> list[str]:
+        """`.<name>.<random>.dm-tmp` files are ours (`_write_atomically`); as the owner, none of
+        them can be in use, so any left over is a write a killed process never finished."""
+        stale, _ = list_files(
+            self.root,
+            skipped_folders=IGNORED_FOLDERS,
+            wanted=lambda rel: rel.rsplit("/", 1)[-1].startswith(".") and rel.endswith(TEMP_SUFFIX),
+        )
+        for rel in stale:
+            (self.root / rel).unlink(missing_ok=True)
+            log.info("removed %s, a temp file a killed process left behind", rel)
+        return stale
 
     # --- paths -----------------------------------------------------------------------------
 
@@ -98,7 +141,10 @@ class WorkspaceState:
             rel_lexical = lexical.relative_to(self.root)
         except ValueError:
             raise PathRefused(f"outside the workspace {self.root}", path) from None
-        real = lexical.resolve()  # follows symlinks, also of missing leaves' parents
+        try:
+            real = real_path(lexical)  # follows symlinks, also of missing leaves' parents
+        except Unreadable as exc:
+            raise PathRefused(exc.reason, path) from None
         try:
             rel_real = real.relative_to(self.root)
         except ValueError:
@@ -481,12 +527,10 @@ class WorkspaceState:
             )
 
     def _load_text(self, rel: str, path: Path) -> str:
-        if not path.is_file():
-            raise FileRefused("not a regular file", rel)
-        size = path.stat().st_size
-        if size > self.max_file_bytes:
-            raise FileRefused(f"{size} bytes is over the limit of {self.max_file_bytes} bytes", rel)
-        data = path.read_bytes()
+        try:  # a FIFO, a device or a symlink loop is refused before a byte is read
+            data = read_regular_file(path, max_bytes=self.max_file_bytes)
+        except Unreadable as exc:
+            raise FileRefused(exc.reason, rel) from None
         if b"\x00" in data:
             raise FileRefused(f"binary file (NUL byte at offset {data.index(0)})", rel)
         try:
@@ -584,7 +628,10 @@ class WorkspaceState:
 
     def _check_still_inside(self, rel: str) -> None:
         """A symlink may have been swapped since the file was loaded: check before writing."""
-        real = (self.root / rel).resolve()
+        try:
+            real = real_path(self.root / rel)
+        except Unreadable as exc:
+            raise PathRefused(exc.reason, rel) from None
         try:
             inside = real.relative_to(self.root).parts
         except ValueError:

@@ -22,6 +22,7 @@ import msgspec
 import networkx as nx
 
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
+from delegation_machine.engine.state.files import Unreadable, read_regular_file
 from delegation_machine.engine.supervise.sandbox import (
     SKIPPED_FOLDERS,
     SandboxLimits,
@@ -33,6 +34,7 @@ from delegation_machine.engine.supervise.sandbox import (
 
 # pytest exit codes: 0 passed, 1 some failed, 5 nothing collected; others mean no verdict.
 PYTEST_COMPLETED = (0, 1, 5)
+MAX_IMPORT_SCAN_BYTES = 5_000_000  # larger files are not read for their imports
 
 
 def is_test_file(rel: str) -> bool:
@@ -148,9 +150,9 @@ def python_texts(root: Path, files: Mapping[str, str]) -> dict[str, str]:
                 continue
             path = Path(folder) / name
             rel = path.relative_to(root).as_posix()
-            try:
-                texts[rel] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+            try:  # never opens a FIFO or a device (the index reports them)
+                texts[rel] = read_regular_file(path, max_bytes=MAX_IMPORT_SCAN_BYTES).decode()
+            except (Unreadable, UnicodeDecodeError):
                 continue
     texts.update({rel: text for rel, text in files.items() if rel.endswith(".py")})
     return texts

@@ -327,14 +327,19 @@ class AttemptLoop:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def read_files(self, paths: Iterable[str]) -> dict[str, str]:
-        """The current texts of `paths`; a file that cannot be read is reported and skipped."""
+    def read_files(
+        self, paths: Iterable[str], *, refused: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """The current texts of `paths`; a file that cannot be read is reported and skipped
+        (and its reason put in `refused` when given)."""
         files = {}
         for rel in paths:
             try:
                 files[rel] = self._state.read(rel)[0]
             except StateError as exc:
-                self._notices.emit(MessageNotice("warning", f"{rel}: {exc}"))
+                self._notices.emit(MessageNotice("warning", f"{rel}: {exc.reason}"))
+                if refused is not None:
+                    refused[rel] = exc.reason
         return files
 
 

@@ -74,6 +74,9 @@ class TaskRunner:
             return await self._run_delegated_check(record)
         try:
             outcome = await self._attempts.run(record)
+        except StateError as exc:  # bad content (binary, not UTF-8, a FIFO...): its reason
+            self._attempts.rollback(spec.task_id)
+            outcome = TaskOutcome(TaskState.FAILED, f"refused: {exc}")
         except Exception as exc:  # an agent or a check crashed: this task fails, not the swarm
             log.exception("task %s crashed", spec.task_id)
             self._attempts.rollback(spec.task_id)
@@ -131,7 +134,8 @@ class TaskRunner:
         """A delegated `check` is the supervisors' own work: run them, report what they find."""
         spec = record.spec
         self._board.mark_checking(spec.task_id)
-        files = self._attempts.read_files(spec.paths)
+        refused: dict[str, str] = {}
+        files = self._attempts.read_files(spec.paths, refused=refused)
         level: CheckLevel | None = "full" if spec.arguments.get("level") == "full" else None
         verdicts = await self._checker.check_files(
             files, list(files), task_id=spec.task_id, level=level
@@ -152,7 +156,9 @@ class TaskRunner:
                 record, TaskOutcome(TaskState.FAILED, f"a check could not run: {reasons}")
             )
         found = sum(len(v.findings) for v in verdicts)
-        return self._settle(
-            record,
-            TaskOutcome(TaskState.VERIFIED, f"{found} finding(s) in {len(files)} file(s)"),
-        )
+        summary = f"{found} finding(s) in {len(files)} file(s)"
+        if refused:  # the files it could not check are named with the reason, never skipped
+            summary += f"; {len(refused)} refused: " + "; ".join(
+                f"{rel} ({reason})" for rel, reason in sorted(refused.items())
+            )
+        return self._settle(record, TaskOutcome(TaskState.VERIFIED, summary))

@@ -31,6 +31,8 @@ from typing import cast
 
 import msgspec
 
+from delegation_machine.engine.supervise.lifetime import die_with_parent
+
 # Environment variables whose names match these patterns never reach a sandboxed process.
 SECRET_NAME_PATTERNS = ("*KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*")
 PROVIDER_VARIABLES = frozenset(
@@ -368,8 +370,10 @@ class ContainmentPlan:
         self.libc = _libc()
         self.rlimits = _rlimit_pairs(limits)
         self.mounts = [(os.fsencode(p), _kept_flags(p)) for p in limits.protect_paths]
+        self.die_with_parent = die_with_parent()
 
     def apply_in_child(self) -> None:
+        self.die_with_parent()  # a kill -9 of the engine takes this child with it
         if self.namespaces and self.libc is not None:
             self._enter_namespaces(self.libc)
         for which, value in self.rlimits:

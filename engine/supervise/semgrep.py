@@ -14,13 +14,13 @@ import json
 import logging
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from delegation_machine.engine.protocol import Finding, Point, Severity, Span, Verdict
+from delegation_machine.engine.state.scratch import make_scratch_dir
 from delegation_machine.engine.supervise.sandbox import (
     SandboxLimits,
     SandboxResult,
@@ -83,12 +83,14 @@ class PreparedRules:
         self._root = root
         self._extra = list(extra or ())
         self._fingerprint: tuple[tuple[str, float, int], ...] | None = None
-        self._folder = Path(tempfile.mkdtemp(prefix="dm-semgrep-rules-"))
+        self._folder: Path | None = None  # made on first use: by then the scratch folder is set
         self.config_names: list[str] = []
         self.version = 0  # bumped whenever the rule files are re-copied
 
     @property
     def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = make_scratch_dir("dm-semgrep-rules-")
         return self._folder
 
     def refresh(self) -> list[str]:
@@ -97,12 +99,12 @@ class PreparedRules:
         fingerprint = tuple((str(f), f.stat().st_mtime, f.stat().st_size) for f in files)
         if fingerprint == self._fingerprint:
             return self.config_names
-        for old in self._folder.iterdir():
+        for old in self.folder.iterdir():
             old.unlink()
         names = []
         for index, source in enumerate(files):
             name = f"{index:03d}-{source.name}"
-            shutil.copyfile(source, self._folder / name)
+            shutil.copyfile(source, self.folder / name)
             names.append(name)
         self._fingerprint = fingerprint
         self.config_names = names
@@ -110,7 +112,9 @@ class PreparedRules:
         return names
 
     def close(self) -> None:
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 class SemgrepScanner:

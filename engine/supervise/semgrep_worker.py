@@ -18,12 +18,12 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from delegation_machine.engine.protocol import Finding, Point, Severity, Span
+from delegation_machine.engine.state.scratch import make_scratch_dir
 from delegation_machine.engine.supervise.sandbox import (
     ContainmentPlan,
     SandboxLimits,
@@ -195,7 +195,9 @@ class SemgrepWorker:
     async def serve(self) -> None:
         """Start `semgrep lsp`, then run until it exits (raising, so a supervisor restarts it)."""
         self.state = WorkerState.STARTING
-        self._mirror = Path(tempfile.mkdtemp(prefix="dm-semgrep-mirror-"))
+        scratch = make_scratch_dir("dm-semgrep-worker-")  # mirror/ and home/, removed together
+        self._mirror = scratch / "mirror"
+        self._mirror.mkdir()
         proc = await self._spawn(self._mirror)
         self.pid = proc.pid
         connection = _Connection(proc)
@@ -221,7 +223,7 @@ class SemgrepWorker:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 await proc.wait()
-            shutil.rmtree(self._mirror, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def give_up(self, reason: str) -> None:
         """Mark the worker unusable for good; scans fall back to the batch CLI."""
@@ -316,7 +318,7 @@ class SemgrepWorker:
         )
 
     async def _spawn(self, mirror: Path) -> asyncio.subprocess.Process:
-        home = mirror.parent / f"{mirror.name}-home"
+        home = mirror.parent / "home"
         home.mkdir(exist_ok=True)
         env = {
             "HOME": str(home),

@@ -1,7 +1,7 @@
 """Runs delegated tasks from the terminal: progress lines and a summary table.
 
 Owns the CLI's view of a swarm run; shared by the `run` and `demo` subcommands. The exit code
-is 0 when every task verified, 1 when some did not.
+is 0 when every task verified, 1 when some did not, 3 when another process owns the workspace.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from delegation_machine.engine.protocol import (
     TaskUpdate,
 )
 from delegation_machine.engine.schedule.board import TaskSummary
+from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
 
 VERIFIED_STATES = {TaskState.VERIFIED.value, TaskState.ACCEPTED.value}
+WORKSPACE_BUSY_EXIT = 3  # another process owns the workspace; nothing was done
 
 
 class ProgressPrinter:
@@ -129,7 +131,11 @@ async def run_tasks(
     swarm = Swarm(workspace, editor_settings={"agents": agents} if agents else None, watch=False)
     printer = ProgressPrinter(swarm, out, enabled=not as_json)
     swarm.subscribe(printer)
-    await swarm.start()
+    try:
+        await swarm.start()
+    except WorkspaceBusy as exc:  # another run or serve owns it: refused, nothing touched
+        print(f"error: {exc}", file=sys.stderr)
+        return WORKSPACE_BUSY_EXIT
     plan_ids: list[str] = []
     errors: list[str] = []
     started = time.monotonic()
@@ -157,6 +163,7 @@ async def run_tasks(
             "elapsed_s": round(elapsed, 3),
             "errors": errors,
             "ledger_events": ledger_events,
+            "interrupted": msgspec.to_builtins(swarm.interrupted),
             "tasks": msgspec.to_builtins(tasks),
             "agents": msgspec.to_builtins(standings),
             "tokens": msgspec.to_builtins(tokens),

@@ -19,6 +19,7 @@ from typing import Any
 from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.agents.builtin.tools import last_lines, locate_tool, run_tool
 from delegation_machine.engine.rules import bundled_rule_id, bundled_semgrep_rules
+from delegation_machine.engine.state.scratch import scratch_folder
 
 SEMGREP_OFFLINE_ENV = {"SEMGREP_ENABLE_VERSION_CHECK": "0", "SEMGREP_SEND_METRICS": "off"}
 MAX_FIX_PASSES = 3
@@ -86,7 +87,7 @@ async def scan_texts(
     if not texts:
         return []
     configs = [str(path) for path in (rule_paths or bundled_semgrep_rules())]
-    with tempfile.TemporaryDirectory(prefix="dm-fix-") as folder:
+    with tempfile.TemporaryDirectory(prefix="dm-fix-", dir=scratch_folder()) as folder:
         for rel, text in texts.items():
             target = _private_target(Path(folder), rel)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegation_machine.engine.agents.base import AgentFailure
+from delegation_machine.engine.supervise.lifetime import die_with_parent
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -58,6 +59,7 @@ async def run_tool(
         stdin=asyncio.subprocess.PIPE if stdin_text is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent(),  # killed with us: a kill -9 leaves no tool running
     )
     payload = stdin_text.encode("utf-8") if stdin_text is not None else None
     try:
