@@ -278,7 +278,18 @@ class Swarm:
             raise DelegationError("the swarm is not running")
         kind, arguments = classify(request)
         plan_id = f"t-{uuid.uuid4().hex[:8]}"
-        graph = await self.planner.plan(plan_id, kind, request, arguments)
+        try:
+            graph = await self.planner.plan(plan_id, kind, request, arguments)
+        except DelegationError as exc:  # refused or the model failed: recorded, then reported
+            self.ledger.record(
+                "plan.refused",
+                task_id=plan_id,
+                kind=kind,
+                instruction=request.instruction,
+                path=request.path,
+                reason=str(exc),
+            )
+            raise
         specs = [graph.task(task_id) for task_id in graph.topological_order()]
         self.board.add_plan(plan_id, request, kind, specs)
         if self.checker.level == "quick":  # every task's baseline from one batched run

@@ -18,6 +18,8 @@ import msgspec
 
 from delegation_machine.engine.agents.builtin.instructions import parse_builtin_instruction
 from delegation_machine.engine.agents.llm_tools import workspace_repo_map
+from delegation_machine.engine.inference.accounting import BudgetExceeded
+from delegation_machine.engine.inference.backend import BackendError
 from delegation_machine.engine.inference.config import ModelSetup, no_backend_message
 from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
 from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin, python_targets
@@ -147,6 +149,8 @@ class PlanRouter:
             raise DelegationError(no_backend_message()) from None
         except PlanningFailed as exc:
             raise DelegationError(f"the model could not plan this request: {exc}") from None
+        except (BackendError, BudgetExceeded) as exc:
+            raise DelegationError(f"planning failed: {exc}") from None
 
     def _plan_on_file(self, plan_id: str, request: DelegationRequest, rel: str) -> TaskGraph:
         """A request on one file or a selection: its template, else one agent; no planner."""

@@ -174,6 +174,9 @@ async def run_tasks(
             print(f"error: {error}", file=out)
         if tasks:
             print("\n" + summary_table(tasks), file=out)
+        for task in tasks:  # the reason of each failure, one line each (model faults too)
+            if task.state == TaskState.FAILED.value and task.message:
+                print(f"failed: {task.task_id}: {task.message}", file=out)
         if standings:
             print("\n" + standings_table(standings), file=out)
         if tokens is not None:
