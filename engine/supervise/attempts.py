@@ -32,6 +32,7 @@ from delegation_machine.engine.schedule.board import TaskBoard, TaskRecord
 from delegation_machine.engine.state import LeaseError, StateError, WorkspaceState
 from delegation_machine.engine.supervise.change import Blame, ChangeChecker, diagnostics_notices
 from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES, RecoveryLadder
+from delegation_machine.engine.supervise.unparsed import unparsed_message
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,9 @@ class AttemptLoop:
             ):
                 self._notices.emit(notice)
             if not judged.failures:
+                if (unparsed := unparsed_message(judged.verdicts)) is not None:
+                    self.rollback(spec.task_id)  # broken before or by it: never "verified"
+                    return TaskOutcome(TaskState.FAILED, unparsed)
                 if earlier_failures:  # failed, then fixed: the judicial loop writes an ADR
                     self._record_decision(record, applied.kept, earlier_failures)
                 return self._commit(record, applied.kept)

@@ -26,6 +26,7 @@ from delegation_machine.engine.state import StateError, WorkspaceState
 from delegation_machine.engine.supervise.attempts import AttemptLoop, TaskOutcome
 from delegation_machine.engine.supervise.change import ChangeChecker, diagnostics_notices
 from delegation_machine.engine.supervise.checks import CheckLevel
+from delegation_machine.engine.supervise.unparsed import describe_unparsed
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class TaskRunner:
             )
         found = sum(len(v.findings) for v in verdicts)
         summary = f"{found} finding(s) in {len(files)} file(s)"
+        if unparsed := describe_unparsed(verdicts):  # named, never passed off as checked
+            summary += f"; does not parse: {unparsed}"
         if refused:  # the files it could not check are named with the reason, never skipped
             summary += f"; {len(refused)} refused: " + "; ".join(
                 f"{rel} ({reason})" for rel, reason in sorted(refused.items())

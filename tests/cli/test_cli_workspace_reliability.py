@@ -124,3 +124,24 @@ def test_fix_on_bad_content_reports_each_file_with_its_reason(tmp_path: Path) ->
     fixed = [t for t in report["tasks"] if t["state"] == "verified"]
     assert fixed, report["tasks"]  # the good files were still fixed
     assert "yaml.safe_load" in (workspace / "inventory" / "config.py").read_text()
+
+
+def test_a_file_that_does_not_parse_is_never_reported_verified(tmp_path: Path) -> None:
+    workspace = fixable_workspace(tmp_path / "ws", ("config.py",))
+    broken = workspace / "inventory" / "broken.py"
+    broken.write_text("import random\n\ndef token(:\n    return random.random()\n")
+    before = broken.read_text()
+    result = run_cli("run", str(workspace), "--task", "fix", "--json", timeout=240)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "internal error" not in output, output
+    assert result.returncode == 1, output
+    by_state = {t["state"]: t for t in json.loads(result.stdout)["tasks"]}
+    assert set(by_state) == {"failed", "verified"}, by_state
+    failed = by_state["failed"]
+    assert "inventory/broken.py (line 3" in failed["message"], failed
+    assert "does not parse" in failed["message"]
+    assert broken.read_text() == before  # nothing written to the file it could not verify
+    assert "yaml.safe_load" in (workspace / "inventory" / "config.py").read_text()
+    check = run_cli("run", str(workspace), "--task", "check", "--json", timeout=240)
+    (task,) = json.loads(check.stdout)["tasks"]
+    assert "does not parse: inventory/broken.py (line 3" in task["message"], task
