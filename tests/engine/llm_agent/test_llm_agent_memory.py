@@ -29,9 +29,10 @@ from delegation_machine.engine.inference.scripted import (
     ScriptedTurn,
 )
 from delegation_machine.engine.inference.session import InferenceSession
-from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
+from delegation_machine.engine.memory.embeddings import MiniLMScorer
 from delegation_machine.engine.memory.symbols import SymbolIndex
 from delegation_machine.engine.memory.working import EpisodicStore, mask_boundary
+from tests.engine.memory.minilm import needs_minilm
 from tests.engine.model_doubles import RecordingSleep
 
 from .conftest import CALC, make_work
@@ -233,7 +234,7 @@ def test_a_funnel_fault_reaches_the_caller(
         toolbox.read_file("big.py")
 
 
-@pytest.mark.skipif(not embeddings_available(), reason="the `embeddings` extra is not installed")
+@needs_minilm
 def test_the_toolbox_funnel_uses_minilm_vectors(workspace: Path, index: SymbolIndex) -> None:
     # No word of the goal is in subtract_totals: BM25 alone cannot find it, the vectors do.
     work = big_work(workspace, index, "the gap between two amounts has the wrong sign")

@@ -11,19 +11,17 @@ import tree_sitter as ts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delegation_machine.engine.memory.embeddings import MiniLMScorer, embeddings_available
+from delegation_machine.engine.memory.embeddings import MiniLMScorer
 from delegation_machine.engine.memory.funnel import CONTAINERS, funnel
 from delegation_machine.engine.memory.parsing import Parsers, language_for_path
 from delegation_machine.engine.memory.symbols import SymbolIndex
+from tests.engine.memory.minilm import needs_minilm
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "memory_repo"
 PRICING = (FIXTURE / "shop" / "pricing.py").read_text(encoding="utf-8")
 REPORTS = (
     Path(__file__).resolve().parents[3] / "samples" / "inventory" / "inventory" / "reports.py"
 ).read_text(encoding="utf-8")
-needs_minilm = pytest.mark.skipif(
-    not embeddings_available(), reason="the `embeddings` extra is not installed"
-)
 _MARKER = re.compile(r"^\s*(#|//) \.\.\. (\d+) lines? omitted$")
 
 

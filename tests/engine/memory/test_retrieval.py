@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from delegation_machine.engine.memory import retrieval
-from delegation_machine.engine.memory.embeddings import embeddings_available
 from delegation_machine.engine.memory.retrieval import RetrievalRouter, answer_lines
 from delegation_machine.engine.memory.symbols import SymbolIndex
-
-needs_minilm = pytest.mark.skipif(
-    not embeddings_available(), reason="the `embeddings` extra is not installed"
-)
+from tests.engine.memory.minilm import needs_minilm
 
 
 @pytest.fixture
