@@ -10,6 +10,10 @@ p50 / p95 / mean wall time over the samples.
 - parser + semgrep batch: level "quick", one `semgrep scan` process per check (rules prepared).
 - semgrep cold (baseline): a fresh CheckRunner per check (rules copied, new process).
 - full: level "full" (syntax, warm semgrep, compile, affected tests by pytest in the sandbox).
+- task judgement, default "auto": what a task's one-file change waits for before it is
+  committed — `ChangeChecker.check_change` at the task level (the workspace has tests, so the
+  before and after checks are full) plus the acceptance verdict of a `fix` task; beside it the
+  same judgement with `check_level = "quick"` (the opt-out, the old default).
 
     .venv/bin/python benchmarks/verdict_latency.py [--quick]
 """
@@ -28,8 +32,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from delegation_machine.engine.supervise.acceptance import AcceptanceJudge
+from delegation_machine.engine.supervise.change import ChangeChecker, CheckPolicy
 from delegation_machine.engine.supervise.checks import CheckRunner, syntax_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +90,7 @@ async def main(quick: bool) -> dict[str, Any]:
     workspace = scratch / "inventory"
     shutil.copytree(SAMPLE, workspace)
     edits = Edits((workspace / CHANGED).read_text(encoding="utf-8"))
-    counts = {"parser": 200, "warm": 40, "batch": 6, "cold": 4, "full": 6}
+    counts = {"parser": 200, "warm": 40, "batch": 6, "cold": 4, "full": 6, "task": 8}
     if quick:
         counts = {name: max(3, n // 4) for name, n in counts.items()}
     results: dict[str, Any] = {}
@@ -117,6 +123,42 @@ async def main(quick: bool) -> dict[str, Any]:
 
     results["full_with_affected_tests"] = summary(await measure(counts["full"], full, edits))
     results["affected_tests"] = warm.tests.select({}, [CHANGED])
+    original = {CHANGED: (workspace / CHANGED).read_text(encoding="utf-8")}
+
+    def read_text(rel: str) -> str | None:
+        path = workspace / rel
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    judge = AcceptanceJudge(workspace, tests=warm.tests, read_text=read_text)
+    for policy in ("auto", "quick"):
+        checker = ChangeChecker(
+            warm,
+            level=cast(CheckPolicy, policy),
+            is_quarantined=lambda _: False,
+            has_tests=lambda: True,
+        )
+
+        async def task_judgement(files: dict[str, str], checker: ChangeChecker = checker) -> object:
+            judged = await checker.check_change(
+                original, files, [CHANGED], task_id="bench", agent_id="bench"
+            )
+            assert not judged.failures, judged.failures
+            return await judge.judge(
+                task_id="bench",
+                kind="fix",
+                instruction="fix",
+                paths=[CHANGED],
+                arguments={},
+                before=original,
+                after=files,
+                baseline=judged.baseline,
+                verdicts=judged.verdicts,
+                diff="",
+            )
+
+        results[f"task_judgement_{policy}"] = summary(
+            await measure(counts["task"], task_judgement, edits)
+        )
     await warm.aclose()
 
     batch = CheckRunner(workspace)
@@ -143,6 +185,9 @@ async def main(quick: bool) -> dict[str, Any]:
     results["ratios"] = {
         "cold_over_warm_p50": round(results["semgrep_cold"]["p50_ms"] / warm_p50, 1),
         "batch_over_warm_p50": round(results["parser_semgrep_batch"]["p50_ms"] / warm_p50, 1),
+        "task_auto_over_quick_p50": round(
+            results["task_judgement_auto"]["p50_ms"] / results["task_judgement_quick"]["p50_ms"], 1
+        ),
     }
     return results
 
@@ -154,6 +199,8 @@ def table(results: dict[str, Any]) -> str:
         ("parser + semgrep, batch CLI", "parser_semgrep_batch"),
         ("semgrep cold (fresh runner) - baseline", "semgrep_cold"),
         ("full: + compile + affected tests", "full_with_affected_tests"),
+        ("task judgement, default auto (full + acceptance)", "task_judgement_auto"),
+        ("task judgement, quick opt-out - baseline", "task_judgement_quick"),
     ]
     lines = [
         "| scenario | samples | p50 (ms) | p95 (ms) | mean (ms) |",

@@ -27,7 +27,12 @@ class SwarmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_file_bytes: int = 5_000_000
     lease_ttl_s: float = 120.0
     check_debounce_ms: int = 300
-    check_level: Literal["quick", "full"] = "quick"
+    # "auto": keystroke checks quick, a task's change gets the full checks (its affected tests
+    # run) before it is committed when the workspace has tests; "quick"/"full": always that.
+    check_level: Literal["auto", "quick", "full"] = "auto"
+    # A task that edits what judges it (tests, fixtures, conftest, check configuration) is
+    # held for an explicit accept unless this is true (the CLI's --allow-test-changes).
+    allow_test_changes: bool = False
     semgrep_rules: tuple[str, ...] = ()  # extra rule files or folders, workspace-relative
     watch: bool = True
     inference: dict[str, Any] = {}

@@ -133,6 +133,69 @@ class Verdict(msgspec.Struct, frozen=True):
         return self.kind == "passed"
 
 
+# --- acceptance criteria (what "done" means for one task) ---------------------------------
+
+ACCEPTANCE_CHECK = "acceptance"  # the verdict that says whether a task did what it was asked
+MAX_CRITERIA = 8
+MAX_CRITERION_TEXT = 400
+
+
+class PassingTests(msgspec.Struct, frozen=True, tag="tests-pass", tag_field="check"):
+    """These tests (pytest node ids or test files) must pass after the change."""
+
+    tests: list[str] = msgspec.field(default_factory=list)
+
+
+class SymbolExists(msgspec.Struct, frozen=True, tag="symbol-exists", tag_field="check"):
+    """A definition named `name` must exist after the change (in `path` when given)."""
+
+    name: str
+    path: str | None = None
+
+
+class SymbolGone(msgspec.Struct, frozen=True, tag="symbol-gone", tag_field="check"):
+    """No definition or reference named `name` may remain after the change."""
+
+    name: str
+
+
+class FindingGone(msgspec.Struct, frozen=True, tag="finding-gone", tag_field="check"):
+    """A finding with this code (e.g. "semgrep:<rule>") must be gone (from `path` if given)."""
+
+    code: str
+    path: str | None = None
+
+
+class ReviewQuestion(msgspec.Struct, frozen=True, tag="review", tag_field="check"):
+    """A yes/no question about the diff for the reviewer, where no machine check fits."""
+
+    question: str
+
+
+Criterion = PassingTests | SymbolExists | SymbolGone | FindingGone | ReviewQuestion
+
+
+def criterion_problem(criterion: Criterion) -> str | None:
+    """What a schema cannot say about one criterion (bounded, non-empty), or None."""
+    texts: list[str] = []
+    if isinstance(criterion, PassingTests):
+        if not criterion.tests or len(criterion.tests) > MAX_CRITERIA:
+            return f"tests-pass needs 1 to {MAX_CRITERIA} tests"
+        texts = criterion.tests
+    elif isinstance(criterion, ReviewQuestion):
+        texts = [criterion.question]
+    elif isinstance(criterion, FindingGone):
+        texts = [criterion.code]
+    else:
+        texts = [criterion.name]
+    for text in texts:
+        if not text.strip() or len(text) > MAX_CRITERION_TEXT:
+            return (
+                f"{criterion.__struct_config__.tag}: text must be 1 to {MAX_CRITERION_TEXT} chars"
+            )
+    return None
+
+
 def verdict_summary(verdict: Verdict) -> dict[str, Any]:
     """A verdict as the ledger stores it and `delegation/taskUpdated` carries it."""
     return {
@@ -163,6 +226,12 @@ class TaskState(enum.StrEnum):
     # A task that is not a delegated change (an index or edit-check task, or a task run by a
     # bare dispatcher) ran to completion: there is no change to verify.
     DONE = "done"
+    # A delegated task whose agent changed nothing: never "verified", whatever it said. Its
+    # acceptance verdict says whether the goal held anyway (nothing needed doing).
+    NO_CHANGE = "no-change"
+    # A change that edited what judges it (tests, fixtures, check configuration): kept
+    # uncommitted until the user accepts it explicitly (or rejects it).
+    HELD = "held"
 
     @property
     def finished(self) -> bool:
@@ -177,6 +246,8 @@ _FINISHED = {
     TaskState.ACCEPTED,
     TaskState.REJECTED,
     TaskState.DONE,
+    TaskState.NO_CHANGE,
+    TaskState.HELD,
 }
 _FINISHED_VALUES = frozenset(state.value for state in _FINISHED)
 
@@ -190,6 +261,16 @@ class DelegationRequest(msgspec.Struct, frozen=True):
     kind: str | None = None  # a built-in task kind ("fix", "format", "rename", "check") or None
     agents: int | None = None
     requested_by: str = "user"
+
+    def selected_lines(self, rel: str) -> tuple[int, int] | None:
+        """The 0-based line range a non-empty selection on `rel` covers, else None."""
+        span = self.span
+        if span is None or self.path != rel or span.start == span.end:
+            return None
+        last = span.end.line
+        if span.end.column == 0 and span.end.line > span.start.line:
+            last -= 1  # a selection ending at the start of a line does not cover that line
+        return span.start.line, last
 
 
 # --- the A2A Context Package (seed V4) -------------------------------------------------------

@@ -51,11 +51,14 @@ from delegation_machine.engine.schedule.board import (
 )
 from delegation_machine.engine.schedule.dispatch import Dispatcher, DispatchStatus, WorkerSpec
 from delegation_machine.engine.schedule.interrupted import InterruptedPlan, abandon_interrupted
-from delegation_machine.engine.state import WorkspaceState
+from delegation_machine.engine.state import StateError, WorkspaceState
+from delegation_machine.engine.supervise.acceptance import AcceptanceJudge
+from delegation_machine.engine.supervise.affected import is_test_file
 from delegation_machine.engine.supervise.attempts import AttemptLoop, describe_attempts
 from delegation_machine.engine.supervise.change import ChangeChecker
 from delegation_machine.engine.supervise.checks import CheckRunner
 from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES, RecoveryLadder
+from delegation_machine.engine.supervise.review import Reviewer
 from delegation_machine.engine.supervise.runner import SUPERVISOR, TaskRunner
 
 __all__ = ["DelegationError", "Swarm", "SwarmStatus"]
@@ -119,6 +122,7 @@ class Swarm:
             ),
             level=self.config.check_level,
             is_quarantined=self.economy.is_quarantined,
+            has_tests=lambda: any(is_test_file(rel) for rel in self.index.files()),
         )
         self.ring: RingBuffer[TaskSpec] = RingBuffer(capacity=RING_CAPACITY, producer="multi")
         self.workers = [
@@ -168,6 +172,13 @@ class Swarm:
             ledger=self.ledger,
             notices=self.notices,
             lease_ttl_s=self.config.lease_ttl_s,
+            acceptance=AcceptanceJudge(
+                self.root,
+                tests=self.checker.runner.tests,
+                read_text=self._read_text,
+                reviewer=self._reviewer,
+            ),
+            allow_test_changes=lambda: self.config.allow_test_changes,
         )
         self.runner = TaskRunner(
             board=self.board,
@@ -198,6 +209,20 @@ class Swarm:
 
     def _workspace_version(self) -> int:
         return self.documents.workspace_version
+
+    def _read_text(self, rel: str) -> str | None:
+        """A file's current text for the acceptance checks (None: absent or refused)."""
+        if not (self.root / rel).is_file() and not self.state.is_open(rel):
+            return None
+        try:
+            return self.state.read(rel)[0]
+        except StateError:
+            return None
+
+    def _reviewer(self) -> Reviewer | None:
+        """The Judicial branch's reviewer: the model session, with a context of its own."""
+        session = self.model.session
+        return Reviewer(session) if session is not None else None
 
     def _record_event(self, event: Event) -> None:
         self.ledger.append(event)
@@ -252,6 +277,8 @@ class Swarm:
         await self.checker.aclose()
         if self.model.session is not None:
             await self.model.session.aclose()
+        for task_id in self.attempts.rollback_held():  # nothing held is written unaccepted
+            self.ledger.record("task.held_rolled_back", task_id=task_id)
         self.state.flush_all()
         self.ledger.record("swarm.stopped")
         self.ledger.close()
@@ -292,7 +319,9 @@ class Swarm:
             raise
         specs = [graph.task(task_id) for task_id in graph.topological_order()]
         self.board.add_plan(plan_id, request, kind, specs)
-        if self.checker.level == "quick":  # every task's baseline from one batched run
+        # Every task's quick baseline from one batched run (the slow checks of a baseline run
+        # only when they find something after a change: ChangeChecker.check_change).
+        if specs:
             self.checker.prefetch(self.attempts.read_files({p for s in specs for p in s.paths}))
         await self.ring.publish_batch(specs)
         return plan_id
@@ -310,10 +339,14 @@ class Swarm:
         return plan.state
 
     async def accept(self, task_id: str) -> TaskState:
+        """Keep the plan's edits for good; a held task's change (it edited its own tests) is
+        written now, on this explicit accept."""
         plan = self.board.plan(task_id)
         if not plan.state.finished:
             raise DelegationError(f"task {task_id} is still {plan.state.value}; wait or cancel")
         for sub_id in plan.task_ids:
+            if self.attempts.commit_held(sub_id):
+                self.board.settle_held(sub_id, TaskState.ACCEPTED, "accepted by the user")
             self.state.accept_task(sub_id)
         self.board.close_plan(task_id, TaskState.ACCEPTED)
         return plan.state
@@ -325,6 +358,8 @@ class Swarm:
             await self.cancel(task_id)
         restored: set[str] = set()
         for record in self.board.plan_tasks(task_id):
+            if self.attempts.rollback_held(record.spec.task_id):
+                self.board.settle_held(record.spec.task_id, TaskState.REJECTED, "rejected")
             changed = self.state.reject_task(record.spec.task_id)
             restored.update(changed)
             if changed and record.agent and record.agent != SUPERVISOR:
@@ -360,7 +395,9 @@ class Swarm:
         plan = self.board.plan(task_id)
         lowered = choice.lower()
         self.ledger.record("plan.escalation_answered", task_id=task_id, choice=choice)
-        if lowered.startswith("retry"):
+        if lowered.startswith("accept"):  # a held task's test change, accepted explicitly
+            await self.accept(task_id)
+        elif lowered.startswith("retry"):
             self.recovery.reset(plan.kind)
             await self.submit(msgspec.structs.replace(plan.request, kind=plan.kind))
         elif lowered.startswith("show"):

@@ -24,7 +24,13 @@ from delegation_machine.engine.inference.session import InferenceSession
 from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin
 from delegation_machine.engine.plan.graph import CycleError, TaskGraph, TaskSpec
 from delegation_machine.engine.plan.templates import plan_from_template
-from delegation_machine.engine.protocol import DelegationRequest, Verdict
+from delegation_machine.engine.protocol import (
+    MAX_CRITERIA,
+    Criterion,
+    DelegationRequest,
+    Verdict,
+    criterion_problem,
+)
 
 MAX_PLANNED_TASKS = 64
 
@@ -50,6 +56,8 @@ class PlannedTask(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     kind: Literal["llm", "check", "format", "fix"] = "llm"
     paths: list[str] = []
     depends_on: list[str] = []
+    # What "done" means for this task, checked by the supervisor after the safety checks.
+    acceptance: list[Criterion] = []
 
 
 class PlanDraft(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -75,6 +83,12 @@ def plan_problem(draft: PlanDraft, max_tasks: int = MAX_PLANNED_TASKS) -> str | 
         for path in task.paths:
             if path.startswith("/") or ".." in path.split("/") or "\\" in path:
                 return f"{where}.paths: {path!r} is not a workspace-relative path"
+        if len(task.acceptance) > MAX_CRITERIA:
+            return f"{where}.acceptance: at most {MAX_CRITERIA} criteria"
+        for position, criterion in enumerate(task.acceptance):
+            problem = criterion_problem(criterion)
+            if problem:
+                return f"{where}.acceptance[{position}]: {problem}"
     try:
         graph_from_draft(draft, plan_id="check").validate()
     except CycleError as exc:
@@ -100,6 +114,9 @@ def graph_from_draft(draft: PlanDraft, *, plan_id: str) -> TaskGraph:
                 cost={"llm": 20.0} if task.kind == "llm" else {"builtin": 2.0},
                 handoff_tokens=300,
                 plan_id=plan_id,
+                arguments=(
+                    {"acceptance": msgspec.to_builtins(task.acceptance)} if task.acceptance else {}
+                ),
             )
         )
     for task in draft.tasks:
@@ -118,7 +135,11 @@ def _planning_delta(request: DelegationRequest, files: Mapping[str, str]) -> str
         '{"tasks": [{"id": "1", "instruction": "...", "kind": "llm", "paths": ["a.py"], '
         '"depends_on": []}]}. kind is "llm" (a model edits files), "check", "format" or "fix". '
         "Give each task the files it edits; a task that needs another's result lists it in "
-        "depends_on. Prefer few tasks; independent tasks run in parallel.\n"
+        "depends_on. Prefer few tasks; independent tasks run in parallel. Give each task "
+        '"acceptance": the checks that show it is done, from {"check": "tests-pass", "tests": '
+        '[...]}, {"check": "symbol-exists", "name": "..."}, {"check": "symbol-gone", "name": '
+        '"..."}, {"check": "finding-gone", "code": "..."}, and {"check": "review", "question": '
+        '"..."} where no machine check fits.\n'
         f"Request on {where}: {request.instruction.strip()}\n"
         f"Files open for this request: {', '.join(sorted(files)) or '(none)'}\n"
     )

@@ -1,9 +1,10 @@
 """Deterministic plan templates for common requests: no model is needed to plan them.
 
 Owns `match_template` and `plan_from_template` for "write tests for this function", "fix this
-diagnostic" and "document this module/function/class". Each template is an LLM task that writes
-its files followed by a check task that reads them, wired by `file:<path>` tags so the
-dispatcher orders them. Invariant: the same request and files always give the same graph.
+diagnostic" and "document this module/function/class". Each template is one LLM task whose
+arguments name what "done" means for it (`template`, `symbol`, `test_path`, `line`): the
+supervisor's acceptance check reads them (supervise/acceptance.py), so no separate check task
+follows. Invariant: the same request and files always give the same graph.
 """
 
 from __future__ import annotations
@@ -84,19 +85,6 @@ def _tag(path: str) -> str:
     return f"file:{path}"
 
 
-def _check_task(plan_id: str, number: int, paths: tuple[str, ...], level: str) -> TaskSpec:
-    return TaskSpec(
-        task_id=f"{plan_id}.{number}",
-        kind="check",
-        instruction=f"run the {level} checks on {', '.join(paths)}",
-        paths=paths,
-        inputs=tuple(_tag(p) for p in paths),
-        cost={"builtin": 2.0},
-        plan_id=plan_id,
-        arguments={"level": level},
-    )
-
-
 def plan_from_template(
     request: DelegationRequest, *, plan_id: str, files: Mapping[str, str] | None = None
 ) -> TaskGraph | None:
@@ -129,7 +117,7 @@ def plan_from_template(
             plan_id=plan_id,
             arguments={"template": name, "symbol": symbol or "", "test_path": test_path},
         )
-        return TaskGraph.from_tags([work, _check_task(plan_id, 2, (test_path,), "full")])
+        return TaskGraph.from_tags([work])
     if name == "fix-diagnostic":
         where = f"{path}:{line}" if line else path
         instruction = (
@@ -156,4 +144,4 @@ def plan_from_template(
         plan_id=plan_id,
         arguments=arguments,
     )
-    return TaskGraph.from_tags([work, _check_task(plan_id, 2, (path,), "quick")])
+    return TaskGraph.from_tags([work])

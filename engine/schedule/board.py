@@ -34,8 +34,10 @@ from delegation_machine.engine.protocol import (
 
 FINISHED_MEMORY = 10_000
 ACTIVE_STATES = (TaskState.RUNNING, TaskState.CHECKING)
-# A plan's final state is the worst of its tasks' (in this order), else verified.
-WORST_FIRST = (TaskState.ESCALATED, TaskState.FAILED, TaskState.CANCELLED)
+# A plan's final state is the worst of its tasks' (in this order); then "no-change" when a
+# task changed nothing without its goal holding, or when no task changed anything; else verified.
+WORST_FIRST = (TaskState.ESCALATED, TaskState.FAILED, TaskState.CANCELLED, TaskState.HELD)
+GOAL_STATES = frozenset({TaskState.VERIFIED, TaskState.ACCEPTED})
 
 TaskObserver = Callable[[str, TaskState], None]
 PlanListener = Callable[[TaskUpdate], None]
@@ -61,6 +63,9 @@ class TaskRecord:
     started: float | None = None
     finished: float | None = None
     message: str = ""
+    # Whether the work asked for holds (set when the task finishes): verified and accepted
+    # tasks, and no-change tasks whose acceptance check passed on the unchanged code.
+    goal_met: bool = False
 
     @property
     def elapsed_s(self) -> float:
@@ -93,6 +98,7 @@ class TaskSummary(msgspec.Struct, frozen=True):
     elapsed_s: float
     tokens: int
     message: str = ""
+    goal_met: bool = False
 
 
 class PlanSummary(msgspec.Struct, frozen=True):
@@ -247,8 +253,12 @@ class TaskBoard:
     def set_verdicts(self, task_id: str, verdicts: Iterable[Verdict]) -> None:
         self._tasks[task_id].verdicts = tuple(verdicts)
 
-    def finish(self, task_id: str, state: TaskState, message: str) -> bool:
-        """Move a task to a final state; False (and nothing changes) if it already was."""
+    def finish(
+        self, task_id: str, state: TaskState, message: str, *, goal_met: bool | None = None
+    ) -> bool:
+        """Move a task to a final state; False (and nothing changes) if it already was.
+
+        `goal_met` defaults to whether the state is verified or accepted."""
         if not state.finished:
             raise ValueError(f"{state.value} is not a final state")
         record = self._tasks.get(task_id)
@@ -256,8 +266,25 @@ class TaskBoard:
             return False
         record.finished = time.monotonic()
         record.message = message
+        record.goal_met = state in GOAL_STATES if goal_met is None else goal_met
         self._transition(record, state)
         return True
+
+    def settle_held(self, task_id: str, state: TaskState, message: str) -> bool:
+        """The user decided on a held task: ACCEPTED (its change kept) or REJECTED."""
+        if state not in (TaskState.ACCEPTED, TaskState.REJECTED):
+            raise ValueError(f"a held task is accepted or rejected, not {state.value}")
+        record = self._tasks.get(task_id)
+        if record is None or record.state != TaskState.HELD:
+            return False
+        record.message = message
+        record.goal_met = state == TaskState.ACCEPTED
+        self._transition(record, state)
+        return True
+
+    def goal_met(self, plan_id: str) -> bool:
+        """True when every task of the plan finished with its goal holding."""
+        return all(r.goal_met and r.state.finished for r in self.plan_tasks(plan_id))
 
     def close_plan(self, plan_id: str, state: TaskState, **payload: Any) -> None:
         """The user settled a finished plan: ACCEPTED or REJECTED (recorded as plan.<state>)."""
@@ -314,6 +341,7 @@ class TaskBoard:
             elapsed_s=round(record.elapsed_s, 3),
             tokens=record.usage.prompt_tokens + record.usage.output_tokens,
             message=record.message,
+            goal_met=record.goal_met,
         )
 
     # --- internals --------------------------------------------------------------------------
@@ -343,7 +371,7 @@ class TaskBoard:
         messages = [
             f"{r.spec.task_id}: {r.message}"
             for r in records
-            if r.message and r.state in WORST_FIRST
+            if r.message and (r.state in WORST_FIRST or (r.state.finished and not r.goal_met))
         ]
         done = sum(r.state.finished for r in records)
         plan.message = "; ".join(messages) or f"{done}/{len(records)} tasks finished"
@@ -383,6 +411,9 @@ class TaskBoard:
         for worst in WORST_FIRST:
             if worst in states:
                 return worst
+        unchanged = [r for r in records if r.state == TaskState.NO_CHANGE]
+        if unchanged and (len(unchanged) == len(records) or not all(r.goal_met for r in unchanged)):
+            return TaskState.NO_CHANGE
         return TaskState.VERIFIED
 
     def _record(

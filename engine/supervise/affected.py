@@ -34,6 +34,7 @@ from delegation_machine.engine.supervise.sandbox import (
 
 # pytest exit codes: 0 passed, 1 some failed, 5 nothing collected; others mean no verdict.
 PYTEST_COMPLETED = (0, 1, 5)
+PYTEST_NOT_COLLECTED = (2, 4, 5)  # collection errors, a node id not found, nothing collected
 MAX_IMPORT_SCAN_BYTES = 5_000_000  # larger files are not read for their imports
 
 
@@ -201,13 +202,68 @@ class AffectedTests:
             return verdict("error", reason=outcome)
         return verdict("failed" if outcome else "passed", tuple(outcome))
 
-    async def _run_pytest(self, shadow: ShadowWorkspace, tests: Sequence[str]) -> SandboxResult:
+    async def run_named(
+        self,
+        files: Mapping[str, str],
+        tests: Sequence[str],
+        *,
+        task_id: str | None = None,
+        measure: Sequence[str] = (),
+    ) -> tuple[Verdict, dict[str, set[int]]]:
+        """Run exactly `tests` (node ids or test files) on `files` in the sandbox; with
+        `measure`, also the 1-based lines of those files the run executed (coverage.py)."""
+        started = time.monotonic()
+        shadow = await asyncio.to_thread(ShadowWorkspace.materialise, files, source_root=self.root)
+        try:
+            data_file = shadow.root.parent / "coverage.data"
+            launcher: tuple[str, ...] = ("-m", "pytest")
+            if measure:
+                sources = ",".join(str(shadow.path_of(rel)) for rel in measure)
+                launcher = ("-m", "coverage", "run", f"--data-file={data_file}")
+                launcher += (f"--include={sources}", "-m", "pytest")
+            result = await self._run_pytest(shadow, tests, launcher=launcher)
+            outcome = _outcome(result, shadow)
+            if result.returncode in PYTEST_NOT_COLLECTED and not result.timed_out:
+                # Named tests that did not run (not found, nothing collected, an import error
+                # while collecting) are failures of those tests, not a check that could not run.
+                report = shadow.root.parent / "pytest-report.xml"
+                tail = (result.stdout + result.stderr)[-300:].strip()
+                outcome = (_failures(report) if report.exists() else []) or [
+                    Finding(
+                        path=tests[0].split("::")[0] if tests else "",
+                        span=Span(Point(0, 0), Point(0, 0)),
+                        message=f"not collected by pytest (exit {result.returncode}): {tail}",
+                        code="test:not-collected",
+                    )
+                ]
+            executed = _executed_lines(data_file, shadow, measure) if measure else {}
+        finally:
+            shadow.cleanup()
+        kind: str = "error" if isinstance(outcome, str) else ("failed" if outcome else "passed")
+        verdict = Verdict(
+            check="tests",
+            kind=kind,  # type: ignore[arg-type]
+            findings=() if isinstance(outcome, str) else tuple(outcome),
+            reason=outcome if isinstance(outcome, str) else "",
+            task_id=task_id,
+            paths=tuple(tests),
+            duration_s=time.monotonic() - started,
+        )
+        return verdict, executed
+
+    async def _run_pytest(
+        self,
+        shadow: ShadowWorkspace,
+        tests: Sequence[str],
+        *,
+        launcher: Sequence[str] = ("-m", "pytest"),
+    ) -> SandboxResult:
         report = shadow.root.parent / "pytest-report.xml"
         home = shadow.root.parent / "home"
         temp = shadow.root.parent / "tmp"
         home.mkdir(exist_ok=True)
         temp.mkdir(exist_ok=True)
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        argv = [sys.executable, *launcher, "-q", "-p", "no:cacheprovider"]
         argv += ["-o", "junit_family=xunit1", f"--junitxml={report}", "--rootdir", "."]
         # An explicit basetemp: pytest's default one checks that the owner is getuid(), which
         # differs when a root parent runs tests with an unprivileged real uid (see sandbox).
@@ -223,6 +279,24 @@ class AffectedTests:
         }
         limits = _with_protected(self.limits, self.root)
         return await run_sandboxed(argv, cwd=shadow.root, limits=limits, env=env)
+
+
+def _executed_lines(
+    data_file: Path, shadow: ShadowWorkspace, measured: Sequence[str]
+) -> dict[str, set[int]]:
+    """The lines coverage.py recorded per measured file (empty when nothing ran)."""
+    import coverage  # the `checks` extra; imported only when new tests are measured
+
+    if not data_file.exists():
+        return {}
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    executed = {}
+    for rel in measured:
+        lines = data.lines(str(shadow.path_of(rel)))
+        if lines:
+            executed[rel] = set(lines)
+    return executed
 
 
 def _with_protected(limits: SandboxLimits, root: Path) -> SandboxLimits:

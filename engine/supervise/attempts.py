@@ -1,21 +1,25 @@
-"""The attempt and recovery loop of one agent task: run, apply, check, recover.
+"""The attempt and recovery loop of one agent task: run, apply, judge, recover.
 
 Owns `AttemptLoop.run`, which takes a started task to its `TaskOutcome`: the agent works on a
-snapshot; its mutations are applied under file leases; the supervisors check the change
-against the same files before it; a clean change is committed (closed files flushed, the
-agents credited, a decision record written when it needed fixing first); a failing one goes
-up the recovery ladder (targeted fix with the findings and the agent's own diff, then
-rollback and a fresh agent, then rollback and a human). It also owns the running agents'
-asyncio tasks, so a running task can be cancelled. Invariant: a task that does not end
-verified keeps none of its edits (decision 004).
+snapshot; its mutations are applied under file leases; the task's whole change since it began
+is judged — the safety checks against the same files before it (no new failure), the integrity
+check when it edited what judges it (the pre-task tests, fixtures and check configuration run
+against its change), then the acceptance check of its kind (did it do what was asked). A clean
+change is committed (closed files flushed, the agents credited, a decision record written when
+it needed fixing first); a change that edited its own judges is held for the user's explicit
+accept; a task that changed nothing ends "no-change", never verified; a failing one — an unmet
+acceptance criterion or a no-change included — goes up the recovery ladder (targeted fix with
+the findings and the agent's own diff, then rollback and a fresh agent, then rollback and a
+human). It also owns the running agents' asyncio tasks, so a running task can be cancelled.
+Invariant: a task that does not end verified (or accepted) keeps none of its edits
+(decision 004); a held task's edits are never written until accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -27,14 +31,29 @@ from delegation_machine.engine.ledger import Ledger
 from delegation_machine.engine.memory.adr import DecisionRecords
 from delegation_machine.engine.memory.context import ContextBuilder
 from delegation_machine.engine.notices import MessageNotice, NoticeStream
+from delegation_machine.engine.plan.graph import TaskSpec
 from delegation_machine.engine.protocol import Mutation, TaskState, Verdict, verdict_summary
 from delegation_machine.engine.schedule.board import TaskBoard, TaskRecord
 from delegation_machine.engine.state import LeaseError, StateError, WorkspaceState
-from delegation_machine.engine.supervise.change import Blame, ChangeChecker, diagnostics_notices
+from delegation_machine.engine.supervise.acceptance import AcceptanceJudge
+from delegation_machine.engine.supervise.affected import is_test_file
+from delegation_machine.engine.supervise.change import (
+    Blame,
+    ChangeChecker,
+    change_diff,
+    diagnostics_notices,
+)
+from delegation_machine.engine.supervise.integrity import (
+    adds_tests_only,
+    judging_changes,
+    renamed_only,
+)
 from delegation_machine.engine.supervise.recovery import ESCALATION_CHOICES, RecoveryLadder
 from delegation_machine.engine.supervise.unparsed import unparsed_message
 
 log = logging.getLogger(__name__)
+
+HELD_CHOICES = ("Accept the test change", "Show the diff", "Reject")
 
 
 class Escalation(msgspec.Struct, frozen=True):
@@ -45,14 +64,19 @@ class Escalation(msgspec.Struct, frozen=True):
 
 
 class TaskOutcome(msgspec.Struct, frozen=True):
-    """How a task ended: verified, failed, escalated or cancelled, and why."""
+    """How a task ended (verified, no-change, held, failed, escalated or cancelled), why, and
+    whether its goal holds (`None`: as its state says)."""
 
     state: TaskState
     message: str
     escalation: Escalation | None = None
+    goal_met: bool | None = None
 
     @property
-    def verified(self) -> bool:
+    def succeeded(self) -> bool:
+        """Verified, or nothing needed doing (dependent tasks may go on)."""
+        if self.goal_met is not None:
+            return self.goal_met
         return self.state == TaskState.VERIFIED
 
 
@@ -61,6 +85,17 @@ class AttemptResult(msgspec.Struct, frozen=True):
 
     touched: frozenset[str]
     kept: tuple[Mutation, ...]
+    notes: str = ""
+
+
+class Judgement(msgspec.Struct, frozen=True):
+    """One check round of a task's whole change: what was shown, what failed, what is held."""
+
+    verdicts: tuple[Verdict, ...]
+    failures: tuple[Verdict, ...]
+    changed: tuple[str, ...]  # files whose text differs from the task's start
+    held: tuple[str, ...] = ()  # judging files it changed, kept only on the user's accept
+    broken: str | None = None  # a file of the task did not parse before it and still does not
 
 
 class AttemptLoop:
@@ -81,6 +116,8 @@ class AttemptLoop:
         ledger: Ledger,
         notices: NoticeStream,
         lease_ttl_s: float,
+        acceptance: AcceptanceJudge,
+        allow_test_changes: Callable[[], bool] = lambda: False,
     ) -> None:
         self._board = board
         self._state = state
@@ -94,7 +131,10 @@ class AttemptLoop:
         self._ledger = ledger
         self._notices = notices
         self.lease_ttl_s = lease_ttl_s
+        self._acceptance = acceptance
+        self._allow_test_changes = allow_test_changes
         self._running: dict[str, asyncio.Task[AgentResult]] = {}
+        self._held: dict[str, tuple[Mutation, ...]] = {}  # task id -> its kept mutations
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -122,34 +162,20 @@ class AttemptLoop:
             if isinstance(applied, TaskOutcome):
                 return applied
             self._board.mark_checking(spec.task_id)
-            # Every file the task has changed in any attempt, not only in this one.
+            # Every file the task has changed in any attempt, not only in this one: the whole
+            # change since the task began is what is judged (a later attempt that changes
+            # nothing does not pass on an empty diff).
             files = self.read_files(sorted(record.files | set(spec.paths)))
             before = {p: baseline_texts[p] for p in files if p in baseline_texts}
-            judged = await self._checker.check_change(
-                before,
-                files,
-                sorted(applied.touched),
-                task_id=spec.task_id,
-                agent_id=agent.agent_id,
-            )
-            self._board.set_verdicts(spec.task_id, judged.verdicts)
-            self._ledger.record(
-                "task.checked",
-                task_id=spec.task_id,
-                agent_id=agent.agent_id,
-                attempt=attempt,
-                verdicts=[verdict_summary(v) for v in judged.verdicts],
-                new_failures=[verdict_summary(v) for v in judged.failures],
-            )
-            blame = Blame(agent.agent_id, spec.kind, attempt)
-            for notice in diagnostics_notices(
-                files, judged.verdicts, failures=judged.failures, blame=blame
-            ):
-                self._notices.emit(notice)
+            judged = await self._judge(record, agent.agent_id, attempt, before, files)
+            if judged.broken is not None:  # bad content: its reason, never "verified"
+                self.rollback(spec.task_id)
+                return TaskOutcome(TaskState.FAILED, judged.broken)
             if not judged.failures:
-                if (unparsed := unparsed_message(judged.verdicts)) is not None:
-                    self.rollback(spec.task_id)  # broken before or by it: never "verified"
-                    return TaskOutcome(TaskState.FAILED, unparsed)
+                if judged.held:
+                    return self._hold(record, applied.kept, judged.held, before, files)
+                if not judged.changed:
+                    return self._no_change(record, applied.notes, judged)
                 if earlier_failures:  # failed, then fixed: the judicial loop writes an ADR
                     self._record_decision(record, applied.kept, earlier_failures)
                 return self._commit(record, applied.kept)
@@ -168,6 +194,10 @@ class AttemptLoop:
             if action.rollback:
                 self.rollback(spec.task_id)
             if action.kind == "escalate":
+                if not judged.changed:  # it never did anything: no-change, and a human asked
+                    return self._escalate(
+                        record, (), action.message, action.choices, state=TaskState.NO_CHANGE
+                    )
                 return self._escalate(record, (), action.message, action.choices)
             if action.fresh_agent:
                 replacement = self._agents.replacement_id(spec.kind, agent.agent_id)
@@ -212,7 +242,94 @@ class AttemptLoop:
         )
         touched = await self._apply_mutations(record, result.mutations, baseline_texts)
         self._board.add_result(spec.task_id, result.usage, touched)
-        return AttemptResult(frozenset(touched), tuple(result.mutations))
+        return AttemptResult(frozenset(touched), tuple(result.mutations), result.notes)
+
+    async def _judge(
+        self,
+        record: TaskRecord,
+        agent_id: str,
+        attempt: int,
+        before: dict[str, str],
+        after: dict[str, str],
+    ) -> Judgement:
+        """Safety, then integrity, then acceptance, over the task's whole change."""
+        spec = record.spec
+        changed = tuple(rel for rel in after if before.get(rel) != after[rel])
+        held: tuple[str, ...] = ()
+        if changed:
+            checked = await self._checker.check_change(
+                before, after, list(changed), task_id=spec.task_id, agent_id=agent_id
+            )
+            verdicts, failures = list(checked.verdicts), list(checked.failures)
+            baseline = list(checked.baseline)
+        else:  # nothing to check for harm; acceptance still reads the findings
+            verdicts = await self._checker.check_files(before, list(before), task_id=None)
+            failures, baseline = [], verdicts
+        broken = None if failures else unparsed_message(verdicts)
+        if not failures and broken is None:
+            judging = [
+                rel
+                for rel in judging_changes(before, after)
+                if not _renames(spec, before, after, rel)
+            ]
+            if judging and not self._adds_tests_only(spec, before, after, judging):
+                integrity = await self._checker.check_integrity(
+                    before, after, judging, task_id=spec.task_id
+                )
+                verdicts.append(integrity)
+                if not integrity.passed:
+                    failures.append(integrity)
+                elif not self._allow_test_changes():
+                    held = tuple(judging)
+        if not failures and broken is None:
+            request = self._board.plan_of(spec.task_id).request
+            acceptance = await self._acceptance.judge(
+                task_id=spec.task_id,
+                kind=spec.kind,
+                instruction=spec.instruction,
+                paths=list(spec.paths) or list(after),
+                arguments=spec.arguments,
+                before=before,
+                after=after,
+                baseline=baseline,
+                verdicts=verdicts,
+                diff=change_diff(before, after),
+                selection=request.selected_lines(request.path)
+                if request.path in spec.paths
+                else None,
+            )
+            verdicts.append(acceptance)
+            if not acceptance.passed:
+                failures.append(acceptance)
+        self._board.set_verdicts(spec.task_id, verdicts)
+        self._ledger.record(
+            "task.checked",
+            task_id=spec.task_id,
+            agent_id=agent_id,
+            attempt=attempt,
+            changed=list(changed),
+            verdicts=[verdict_summary(v) for v in verdicts],
+            new_failures=[verdict_summary(v) for v in failures],
+            held=list(held),
+        )
+        blame = Blame(agent_id, spec.kind, attempt)
+        for notice in diagnostics_notices(after, verdicts, failures=failures, blame=blame):
+            self._notices.emit(notice)
+        return Judgement(tuple(verdicts), tuple(failures), changed, held, broken)
+
+    @staticmethod
+    def _adds_tests_only(
+        spec: TaskSpec, before: dict[str, str], after: dict[str, str], judging: list[str]
+    ) -> bool:
+        """A `write-tests` task may add tests: that is its work, not a change to its judges."""
+        if spec.arguments.get("template") != "write-tests":
+            return False
+        return all(
+            rel.endswith(".py")
+            and is_test_file(rel)
+            and adds_tests_only(before.get(rel, ""), after.get(rel, ""))
+            for rel in judging
+        )
 
     async def _apply_mutations(
         self, record: TaskRecord, mutations: Sequence[Mutation], baseline_texts: dict[str, str]
@@ -271,24 +388,88 @@ class AttemptLoop:
         self._ledger.record("task.rolled_back", task_id=task_id, paths=restored)
 
     def _commit(self, record: TaskRecord, kept: Sequence[Mutation]) -> TaskOutcome:
+        self._write(record)
+        self._recovery.on_success(record.spec.task_id, record.spec.kind)
+        self._record_outcome(record, kept, passed=True)
+        return TaskOutcome(TaskState.VERIFIED, f"{len(record.files)} file(s) changed")
+
+    def _write(self, record: TaskRecord) -> None:
         if record.files:
             self._intake.bump_version()
         for rel in record.files:
             if not self._state.is_open(rel):
                 self._state.flush(rel)
+
+    def _no_change(self, record: TaskRecord, notes: str, judged: Judgement) -> TaskOutcome:
+        """Nothing changed and the acceptance check passed: the goal already held."""
         self._recovery.on_success(record.spec.task_id, record.spec.kind)
+        self._record_outcome(record, (), passed=True)
+        accepted = next((v for v in judged.verdicts if v.check == "acceptance"), None)
+        why = accepted.reason if accepted is not None else "nothing to change"
+        note = f"; the agent said: {notes.strip()[:300]}" if notes.strip() else ""
+        return TaskOutcome(TaskState.NO_CHANGE, f"no change: {why}{note}", goal_met=True)
+
+    def _hold(
+        self,
+        record: TaskRecord,
+        kept: Sequence[Mutation],
+        judging: Sequence[str],
+        before: dict[str, str],
+        after: dict[str, str],
+    ) -> TaskOutcome:
+        """The change edited what judges it: kept applied, never written, until accepted."""
+        self._held[record.spec.task_id] = tuple(kept)
+        hunks = change_diff(
+            {rel: before.get(rel, "") for rel in judging}, {rel: after[rel] for rel in judging}
+        )
+        reason = (
+            f"changed its own tests: {', '.join(judging)} (the tests as they were pass on its "
+            "change); accept the test change to keep it, or reject it"
+        )
+        self._ledger.record(
+            "task.held", task_id=record.spec.task_id, paths=list(judging), diff=hunks[:20_000]
+        )
+        return TaskOutcome(
+            TaskState.HELD,
+            reason,
+            Escalation(f"{reason}\n{hunks[:4_000]}", HELD_CHOICES),
+            goal_met=False,
+        )
+
+    def held_tasks(self) -> list[str]:
+        return list(self._held)
+
+    def commit_held(self, task_id: str) -> bool:
+        """The user accepted a held task's change: write it like a verified one."""
+        kept = self._held.pop(task_id, None)
+        record = self._board.task(task_id)
+        if kept is None or record is None:
+            return False
+        self._write(record)
         self._record_outcome(record, kept, passed=True)
-        changed = len(record.files)
-        message = f"{changed} file(s) changed" if changed else "no changes needed"
-        return TaskOutcome(TaskState.VERIFIED, message)
+        self._ledger.record("task.held_accepted", task_id=task_id, paths=sorted(record.files))
+        return True
+
+    def rollback_held(self, task_id: str | None = None) -> list[str]:
+        """Undo held changes (one task's, or all when stopping): nothing held is ever written."""
+        undone = []
+        for held_id in [task_id] if task_id else list(self._held):
+            if self._held.pop(held_id, None) is not None:
+                self.rollback(held_id)
+                undone.append(held_id)
+        return undone
 
     def _escalate(
-        self, record: TaskRecord, kept: Sequence[Mutation], reason: str, choices: Iterable[str]
+        self,
+        record: TaskRecord,
+        kept: Sequence[Mutation],
+        reason: str,
+        choices: Iterable[str],
+        *,
+        state: TaskState = TaskState.ESCALATED,
     ) -> TaskOutcome:
         self._record_outcome(record, kept, passed=False)
-        return TaskOutcome(
-            TaskState.ESCALATED, f"needs a human: {reason}", Escalation(reason, tuple(choices))
-        )
+        return TaskOutcome(state, f"needs a human: {reason}", Escalation(reason, tuple(choices)))
 
     def _record_outcome(
         self, record: TaskRecord, kept: Sequence[Mutation], *, passed: bool
@@ -347,21 +528,12 @@ class AttemptLoop:
         return files
 
 
-def change_diff(before: Mapping[str, str], after: Mapping[str, str]) -> str:
-    """A unified diff of every file whose text differs (what the agent changed)."""
-    parts: list[str] = []
-    for rel in sorted(after):
-        old, new = before.get(rel, ""), after[rel]
-        if old != new:
-            parts.extend(
-                difflib.unified_diff(
-                    old.splitlines(keepends=True),
-                    new.splitlines(keepends=True),
-                    fromfile=f"a/{rel}",
-                    tofile=f"b/{rel}",
-                )
-            )
-    return "".join(parts)
+def _renames(spec: TaskSpec, before: dict[str, str], after: dict[str, str], rel: str) -> bool:
+    """A rename's edit to a test only renames: the test judges as it did, so it is not held."""
+    old, new = spec.arguments.get("old"), spec.arguments.get("new")
+    if spec.kind != "rename" or not isinstance(old, str) or not isinstance(new, str):
+        return False
+    return rel in before and rel in after and renamed_only(before[rel], after[rel], old, new)
 
 
 def mutation_summary(mutation: Mutation) -> dict[str, object]:

@@ -31,6 +31,7 @@ from delegation_machine.engine.supervise.unparsed import describe_unparsed
 log = logging.getLogger(__name__)
 
 SUPERVISOR = "builtin:supervisor"  # the deterministic checkers, as a peer of the agents
+MAX_LISTED_FAILURES = 50  # a failed check's message names this many, then counts the rest
 
 
 class TaskRunner:
@@ -94,18 +95,22 @@ class TaskRunner:
 
     def _settle(self, record: TaskRecord, outcome: TaskOutcome) -> bool:
         spec = record.spec
-        self._board.finish(spec.task_id, outcome.state, outcome.message)
+        self._board.finish(spec.task_id, outcome.state, outcome.message, goal_met=outcome.goal_met)
         if outcome.escalation is not None:
+            what = (
+                "is held until you decide"
+                if outcome.state == TaskState.HELD
+                else "was rolled back and needs you"
+            )
             self._notices.emit(
                 MessageNotice(
-                    "error",
-                    f"Task {spec.task_id} ({spec.kind}) was rolled back and needs you: "
-                    f"{outcome.escalation.reason}",
+                    "warning" if outcome.state == TaskState.HELD else "error",
+                    f"Task {spec.task_id} ({spec.kind}) {what}: {outcome.escalation.reason}",
                     task_id=spec.plan_id,
                     choices=outcome.escalation.choices,
                 )
             )
-        return outcome.verified
+        return outcome.succeeded
 
     def _run_index(self, spec: TaskSpec) -> bool:
         for rel in spec.paths:
@@ -137,7 +142,9 @@ class TaskRunner:
         self._board.mark_checking(spec.task_id)
         refused: dict[str, str] = {}
         files = self._attempts.read_files(spec.paths, refused=refused)
-        level: CheckLevel | None = "full" if spec.arguments.get("level") == "full" else None
+        level: CheckLevel = (
+            "full" if spec.arguments.get("level") == "full" else self._checker.task_level
+        )
         verdicts = await self._checker.check_files(
             files, list(files), task_id=spec.task_id, level=level
         )
@@ -163,5 +170,17 @@ class TaskRunner:
         if refused:  # the files it could not check are named with the reason, never skipped
             summary += f"; {len(refused)} refused: " + "; ".join(
                 f"{rel} ({reason})" for rel, reason in sorted(refused.items())
+            )
+        failing = [f for v in verdicts for f in v.findings if f.severity == "error"]
+        if failing:  # a check over a failing workspace fails, naming every failure
+            listed = "; ".join(
+                f"{f.path}:{f.span.start.line + 1} {f.code}: {f.message}"
+                for f in failing[:MAX_LISTED_FAILURES]
+            )
+            more = len(failing) - MAX_LISTED_FAILURES
+            listed += f"; and {more} more" if more > 0 else ""
+            return self._settle(
+                record,
+                TaskOutcome(TaskState.FAILED, f"{len(failing)} failure(s): {listed}; {summary}"),
             )
         return self._settle(record, TaskOutcome(TaskState.VERIFIED, summary))

@@ -1,7 +1,9 @@
 """Runs delegated tasks from the terminal: progress lines and a summary table.
 
 Owns the CLI's view of a swarm run; shared by the `run` and `demo` subcommands. The exit code
-is 0 when every task verified, 1 when some did not, 3 when another process owns the workspace.
+is 0 when every task's goal holds (verified, accepted, or nothing needed changing), 1 when some
+task's does not (failed, escalated, held, or changed nothing it was asked to), 3 when another
+process owns the workspace.
 """
 
 from __future__ import annotations
@@ -125,10 +127,16 @@ async def run_tasks(
     timeout_s: float = 600,
     path: str | None = None,
     span: Span | None = None,
+    allow_test_changes: bool = False,
 ) -> int:
     """Submit each instruction (on `path` and `span` when given, as the editor targets a file
-    or selection), wait for every plan, print the summary; the exit code."""
-    swarm = Swarm(workspace, editor_settings={"agents": agents} if agents else None, watch=False)
+    or selection), wait for every plan, print the summary; the exit code (0 only when every
+    task's goal holds). A task that changed its own tests is held and left unwritten unless
+    `allow_test_changes`."""
+    settings: dict[str, Any] = {"agents": agents} if agents else {}
+    if allow_test_changes:
+        settings["allow_test_changes"] = True
+    swarm = Swarm(workspace, editor_settings=settings or None, watch=False)
     printer = ProgressPrinter(swarm, out, enabled=not as_json)
     swarm.subscribe(printer)
     try:
@@ -155,7 +163,7 @@ async def run_tasks(
     finally:
         await swarm.stop()
     elapsed = time.monotonic() - started
-    ok = not errors and all(t.state in VERIFIED_STATES for t in tasks)
+    ok = not errors and all(t.goal_met for t in tasks)
     if as_json:
         report: dict[str, Any] = {
             "workspace": str(workspace),
@@ -174,9 +182,16 @@ async def run_tasks(
             print(f"error: {error}", file=out)
         if tasks:
             print("\n" + summary_table(tasks), file=out)
-        for task in tasks:  # the reason of each failure, one line each (model faults too)
-            if task.state == TaskState.FAILED.value and task.message:
-                print(f"failed: {task.task_id}: {task.message}", file=out)
+        for task in tasks:  # why each goal does not hold, one line each (model faults too)
+            if not task.goal_met and task.message:
+                print(f"{task.state}: {task.task_id}: {task.message}", file=out)
+        held = [t.task_id for t in tasks if t.state == TaskState.HELD.value]
+        if held:
+            print(
+                f"held: {', '.join(held)} changed their own tests and were left unwritten; "
+                "run again with --allow-test-changes to keep such changes",
+                file=out,
+            )
         if standings:
             print("\n" + standings_table(standings), file=out)
         if tokens is not None:
@@ -185,13 +200,26 @@ async def run_tasks(
                 f"{tokens.output_tokens} output, about ${tokens.cost_usd:.4f}",
                 file=out,
             )
-        verified = sum(t.state in VERIFIED_STATES for t in tasks)
         print(
-            f"\n{verified}/{len(tasks)} tasks verified in {elapsed:.1f}s; "
+            f"\n{outcome_line(tasks)} in {elapsed:.1f}s; "
             f"{ledger_events} events in {workspace / '.delegation' / 'ledger.sqlite3'}",
             file=out,
         )
     return 0 if ok else 1
+
+
+def outcome_line(tasks: Sequence[TaskSummary]) -> str:
+    """`7/9 tasks done (5 verified, 2 no change needed; 1 failed, 1 held)`."""
+    done = sum(t.goal_met for t in tasks)
+    verified = sum(t.state in VERIFIED_STATES for t in tasks)
+    unchanged = sum(t.goal_met and t.state == TaskState.NO_CHANGE.value for t in tasks)
+    parts = [f"{verified} verified"] + ([f"{unchanged} no change needed"] if unchanged else [])
+    missed: dict[str, int] = {}
+    for task in tasks:
+        if not task.goal_met:
+            missed[task.state] = missed.get(task.state, 0) + 1
+    tail = "; " + ", ".join(f"{n} {state}" for state, n in sorted(missed.items())) if missed else ""
+    return f"{done}/{len(tasks)} tasks done ({', '.join(parts)}{tail})"
 
 
 def workspace_argument(value: str) -> Path:

@@ -33,7 +33,10 @@ def register(subparsers: Any) -> None:
             "tasks need no model: 'fix', 'format', 'check', 'rename OLD NEW'. With --file "
             "(and --lines) a task targets one file or a selection, as from the editor; a "
             "natural-language task there goes straight to one agent. Exit code 0 when every "
-            "task verified, 1 when some failed, 2 on a usage error."
+            "task did what was asked (verified, or nothing needed changing), 1 when some did "
+            "not (failed, escalated, changed nothing it was asked to, or held because it "
+            "changed its own tests), 2 on a usage error, 3 when another process owns the "
+            "workspace."
         ),
     )
     parser.add_argument("workspace", type=workspace_argument, help="the workspace folder")
@@ -62,6 +65,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--agents", type=int, default=None, help="number of agent workers")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.add_argument(
+        "--allow-test-changes",
+        action="store_true",
+        help="keep a task's edits to the tests, fixtures or check configuration that judge it "
+        "(by default such a task is held, reported, and left unwritten)",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (600)")
     parser.set_defaults(handler=handle_run)
 
@@ -138,5 +147,6 @@ def handle_run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             path=path,
             span=span,
+            allow_test_changes=args.allow_test_changes,
         )
     )

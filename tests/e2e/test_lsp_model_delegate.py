@@ -134,6 +134,8 @@ async def test_natural_language_delegation_runs_the_llm_agent(
     assert SIGNATURE + DOCSTRING in editor.text(uri)
     last = [u for u in editor.task_updates if u["taskId"] == task_id][-1]
     assert last["tokens"] > 0
+    # "Done" is a verdict the editor sees: the docstring is there and no code changed.
+    assert any(v["check"] == "acceptance" and v["kind"] == "passed" for v in last["verdicts"])
     assert len(model_server.requests) == 3  # one request per scripted turn
 
     status = await client.workspace_execute_command_async(

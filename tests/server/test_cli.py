@@ -52,7 +52,10 @@ def test_run_exits_0_when_every_task_verified(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["tasks"]
-    assert all(task["state"] == "verified" for task in report["tasks"])
+    # Files ruff already formats need no change: no-change with the goal held, never verified.
+    assert all(task["goal_met"] for task in report["tasks"])
+    states = {task["state"] for task in report["tasks"]}
+    assert "verified" in states and states <= {"verified", "no-change"}
     workers = {task["agent"].split("@")[1] for task in report["tasks"] if task["agent"]}
     assert workers and workers <= {"worker-1", "worker-2"}  # --agents 2 is honoured
     assert all(agent["pretrusted"] for agent in report["agents"])
@@ -66,3 +69,16 @@ def test_run_exits_1_when_a_task_cannot_be_done(tmp_path: Path) -> None:
     result = run_cli("run", str(workspace), "--task", "rename missing_symbol other")
     assert result.returncode == 1
     assert "no symbol named" in result.stdout
+
+
+def test_a_check_over_a_failing_workspace_exits_1_listing_each_failure(tmp_path: Path) -> None:
+    workspace = tmp_path / "w"
+    (workspace / "tests").mkdir(parents=True)
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (workspace / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
+    )
+    result = run_cli("run", str(workspace), "--task", "check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "failed: " in result.stdout and "test_add" in result.stdout
+    assert "0/1 tasks done" in result.stdout

@@ -98,7 +98,7 @@
       (let ((task-id delegation-machine-last-task))
         (e2e-put :task_id task-id)
         (e2e-wait "the task to finish"
-                  (lambda () (member (e2e-state task-id) '("verified" "failed" "escalated" "cancelled"))))
+                  (lambda () (member (e2e-state task-id) '("verified" "failed" "escalated" "cancelled" "no-change" "held"))))
         (e2e-put :final_state (e2e-state task-id))
         (unless (equal (e2e-state task-id) "verified")
           (error "Task ended %s" (e2e-state task-id)))

@@ -102,7 +102,7 @@ local function run()
 
   wait_for("the task to finish", function()
     local task = delegation.tasks[task_id]
-    return task ~= nil and (task.state == "verified" or task.state == "failed" or task.state == "escalated" or task.state == "cancelled")
+    return task ~= nil and (task.state == "verified" or task.state == "failed" or task.state == "escalated" or task.state == "cancelled" or task.state == "no-change" or task.state == "held")
   end)
   result.final_state = delegation.tasks[task_id].state
   result.final_update = delegation.tasks[task_id]

@@ -3,7 +3,8 @@
 Owns turning one snapshot of Python files into one Mutation per changed file. Invariants: it
 never writes the workspace (semgrep scans a private temporary copy, ruff reads stdin); every
 file it changes parses before and after (a file that does not parse is left alone, and a fix
-that would break a file is dropped; the notes say which).
+that would break a file is dropped; the notes say which); in a test file, no fix touches an
+assertion (a fix that rewrote a test's expected value would change what judges it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from delegation_machine.engine.agents.builtin.semgrep_fixes import (
 )
 from delegation_machine.engine.agents.builtin.targets import python_targets, skipped_non_python
 from delegation_machine.engine.protocol import Mutation, TextEdit
+from delegation_machine.engine.supervise.affected import is_test_file
+from delegation_machine.engine.supervise.integrity import assertion_lines
 
 
 class FixAgent:
@@ -94,6 +97,8 @@ class FixAgent:
             if edits and not parses_as_python(apply_edits(version.text, edits)):
                 notes.append(f"{rel}: the fixes inside the selection do not parse on their own")
                 return None
+        if is_test_file(rel):
+            edits = _outside_assertions(version.text, edits, rel, notes)
         if not edits:
             return None
         return Mutation(
@@ -108,15 +113,22 @@ class FixAgent:
 
 def selected_lines(work: AgentWork, rel: str) -> tuple[int, int] | None:
     """The 0-based line range a non-empty selection on `rel` covers, else None (whole file)."""
-    span = work.request.span
-    if span is None or work.request.path != rel or span.start == span.end:
-        return None
-    last = (
-        span.end.line - 1
-        if span.end.column == 0 and span.end.line > span.start.line
-        else (span.end.line)
-    )
-    return span.start.line, last
+    return work.request.selected_lines(rel)
+
+
+def _outside_assertions(
+    text: str, edits: tuple[TextEdit, ...], rel: str, notes: list[str]
+) -> tuple[TextEdit, ...]:
+    """The edits that touch no assertion line (all of them when the rest would not parse)."""
+    asserted = assertion_lines(text)
+    kept = tuple(e for e in edits if not any(_touches_lines(text, e, (n, n)) for n in asserted))
+    if len(kept) == len(edits):
+        return edits
+    notes.append(f"{rel}: {len(edits) - len(kept)} fix(es) inside test assertions left alone")
+    if kept and not parses_as_python(apply_edits(text, kept)):
+        notes.append(f"{rel}: the fixes outside its assertions do not parse on their own")
+        return ()
+    return kept
 
 
 def _touches_lines(text: str, edit: TextEdit, lines: tuple[int, int]) -> bool:

@@ -40,7 +40,7 @@ async def test_templates_and_builtins_need_no_backend() -> None:
     graph = await plan_request(
         DelegationRequest(instruction="write tests for parse", path="m.py"), plan_id="p"
     )
-    assert [graph.task(t).kind for t in graph.topological_order()] == ["llm", "check"]
+    assert [graph.task(t).kind for t in graph.topological_order()] == ["llm"]
     rename = await plan_request(
         DelegationRequest(instruction="rename old_name new_name", kind="rename", path="m.py"),
         plan_id="r",
@@ -128,3 +128,29 @@ async def test_plan_failure_after_retries(server_factory: list[ScriptedServer]) 
     await backend.aclose()
     assert caught.value.verdict.kind == "failed"
     assert "workspace-relative" in caught.value.verdict.reason
+
+
+async def test_planned_acceptance_criteria_are_validated_and_carried_to_the_task(
+    server_factory: list[ScriptedServer],
+) -> None:
+    criteria = [
+        {"check": "tests-pass", "tests": ["tests/test_util.py"]},
+        {"check": "symbol-exists", "name": "helper", "path": "util.py"},
+        {"check": "review", "question": "Are the helpers gone from m.py?"},
+    ]
+    server, backend = _backend(
+        server_factory,
+        [
+            _plan(
+                {"id": "a", "instruction": "x", "acceptance": [{"check": "review", "question": ""}]}
+            ),
+            _plan({"id": "a", "instruction": "move helpers", "acceptance": criteria}),
+        ],
+    )
+    graph = await plan_request(
+        DelegationRequest(instruction="split this module in two"), backend=backend, plan_id="p"
+    )
+    await backend.aclose()
+    assert graph.task("p.1").arguments == {"acceptance": criteria}
+    assert len(server.requests) == 2  # the empty question was sent back through the gate
+    assert "acceptance[0]" in server.requests[1].body["messages"][-1]["content"]

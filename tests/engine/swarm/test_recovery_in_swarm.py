@@ -191,7 +191,10 @@ async def test_a_crashed_agent_fails_its_task_and_the_swarm_keeps_serving(
         assert await swarm.wait(crashed, timeout=120) == TaskState.FAILED
         message = swarm.task_summaries(crashed)[0].message
         healthy = await swarm.submit(DelegationRequest(instruction="format", path=TARGET))
-        assert await swarm.wait(healthy, timeout=120) == TaskState.VERIFIED
+        # The sample file is formatted already: the format task ran, changed nothing, and its
+        # acceptance check (ruff format --check) says the goal holds.
+        assert await swarm.wait(healthy, timeout=120) == TaskState.NO_CHANGE
+        assert swarm.board.goal_met(healthy)
     finally:
         await swarm.stop()
     assert "the model process died" in message

@@ -13,13 +13,21 @@ export const TASK_STATES = [
   "cancelled",
   "accepted",
   "rejected",
+  "no-change",
+  "held",
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 /** States in which the task still works; the user can cancel it. */
 export const ACTIVE_STATES: readonly TaskState[] = ["queued", "waiting", "running", "checking"];
 /** States in which the task's edits wait for the user's accept or reject. */
-export const REVIEW_STATES: readonly TaskState[] = ["verified", "failed", "escalated"];
+export const REVIEW_STATES: readonly TaskState[] = [
+  "verified",
+  "failed",
+  "escalated",
+  "no-change",
+  "held",
+];
 
 export interface TaskUpdate {
   taskId: string;

@@ -25,7 +25,7 @@ const targetFile = process.env.DELEGATION_TARGET_FILE ?? "inventory/storage.py";
 
 const STEP_MS = Number(process.env.DELEGATION_STEP_TIMEOUT_MS ?? 90_000);
 const SERVER_COMMANDS = ["delegation.delegate", "delegation.cancel", "delegation.accept", "delegation.reject", "delegation.status"];
-const FINISHED = ["verified", "failed", "escalated", "cancelled", "rejected"];
+const FINISHED = ["verified", "failed", "escalated", "cancelled", "rejected", "no-change", "held"];
 
 function isSemgrep(diagnostic: Diagnostic): boolean {
   return diagnostic.source === "delegation-machine" && String(diagnostic.code ?? "").startsWith("semgrep:");

@@ -28,8 +28,11 @@ M.tasks = {}
 M.task_order = {}
 M.last_status = nil
 
-local TERMINAL = { verified = true, failed = true, escalated = true, cancelled = true, accepted = true, rejected = true }
-local REVIEW = { verified = true, failed = true, escalated = true }
+local TERMINAL = {
+  verified = true, failed = true, escalated = true, cancelled = true, accepted = true,
+  rejected = true, ["no-change"] = true, held = true,
+}
+local REVIEW = { verified = true, failed = true, escalated = true, ["no-change"] = true, held = true }
 local ACTIVE = { queued = true, waiting = true, running = true, checking = true }
 
 local function notify(message, level)
@@ -123,7 +126,9 @@ function M.on_task_updated(_, update, _)
   end
   if update.state == "verified" then
     notify(describe(update) .. (" — :DelegateAccept %s or :DelegateReject %s"):format(update.taskId, update.taskId))
-  elseif update.state == "failed" or update.state == "escalated" then
+  elseif update.state == "held" then
+    notify(describe(update) .. (" — changed its own tests: :DelegateAccept %s keeps it"):format(update.taskId), vim.log.levels.WARN)
+  elseif update.state == "failed" or update.state == "escalated" or update.state == "no-change" then
     notify(describe(update), vim.log.levels.WARN)
   elseif TERMINAL[update.state] or M.config.notify_progress then
     notify(describe(update), vim.log.levels.INFO)
