@@ -23,6 +23,7 @@ import networkx as nx
 
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
 from delegation_machine.engine.state.files import Unreadable, read_regular_file
+from delegation_machine.engine.supervise.per_test_deadline import install_deadline_plugin
 from delegation_machine.engine.supervise.sandbox import (
     SKIPPED_FOLDERS,
     SandboxLimits,
@@ -163,11 +164,17 @@ class AffectedTests:
     """Selects and runs the tests a change can break."""
 
     def __init__(
-        self, root: Path, *, timeout_s: float = 120.0, limits: SandboxLimits | None = None
+        self,
+        root: Path,
+        *,
+        timeout_s: float = 120.0,
+        per_test_timeout_s: float = 30.0,
+        limits: SandboxLimits | None = None,
     ) -> None:
         self.root = root
         self.graph = ImportGraph()
         self.limits = limits or SandboxLimits(timeout_s=timeout_s, cpu_s=int(timeout_s) + 5)
+        self.per_test_timeout_s = per_test_timeout_s  # one slow test fails alone, at this
 
     def select(self, files: Mapping[str, str], changed: Sequence[str]) -> list[str]:
         graph = self.graph.build(python_texts(self.root, files))
@@ -268,16 +275,22 @@ class AffectedTests:
         # An explicit basetemp: pytest's default one checks that the owner is getuid(), which
         # differs when a root parent runs tests with an unprivileged real uid (see sandbox).
         argv += [f"--basetemp={temp / 'pytest'}"]
+        plugin_args, plugin_env = install_deadline_plugin(
+            shadow.base / "plugins", self.per_test_timeout_s
+        )
+        argv += plugin_args
         hand_to_sandbox(shadow.root.parent)
         argv += list(tests)
         env = {
             "HOME": str(home),
             "TMPDIR": str(temp),
-            "PYTHONPATH": str(shadow.root),
+            **plugin_env,
+            "PYTHONPATH": f"{shadow.root}{os.pathsep}{plugin_env['PYTHONPATH']}",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONHASHSEED": "0",
         }
         limits = _with_protected(self.limits, self.root)
+        limits = msgspec.structs.replace(limits, reachable_paths=(str(shadow.base),))
         return await run_sandboxed(argv, cwd=shadow.root, limits=limits, env=env)
 
 

@@ -1,10 +1,12 @@
 """Run untrusted checks on a shadow copy of the workspace, contained.
 
-Owns `ShadowWorkspace` (a temp copy of the workspace with the CRDT texts written over it; the
-user's files are never touched) and `run_sandboxed` (one subprocess with a timeout, a killed
-process group, rlimits, a scrubbed environment, capped output and, where the kernel allows it,
-no network and a read-only view of the user's workspace). Invariant: a sandboxed run always
-returns a `SandboxResult`; containment that could not be applied is reported, never assumed.
+Owns `ShadowWorkspace` (a copy of the workspace in the owner's `.delegation/tmp/` with the CRDT
+texts written over it; the user's files are never touched) and `run_sandboxed` (one command
+behind a launcher that ends its whole process tree, `setsid()` included, with a timeout,
+rlimits, a scrubbed environment, capped output and, where the kernel allows it, no network,
+a read-only workspace, private temp folders and, for a root parent, `nobody` without any
+capability). Invariant: a sandboxed run always returns a `SandboxResult`; containment that
+could not be applied is reported, never assumed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,7 +32,10 @@ from typing import cast
 
 import msgspec
 
+from delegation_machine.engine.state.scratch import make_scratch_dir
+from delegation_machine.engine.supervise.child_view import ChildView
 from delegation_machine.engine.supervise.lifetime import die_with_parent
+from delegation_machine.engine.supervise.reaper import REAPER_SOURCE
 
 # Environment variables whose names match these patterns never reach a sandboxed process.
 SECRET_NAME_PATTERNS = ("*KEY*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*")
@@ -86,6 +90,7 @@ SKIPPED_FOLDERS = frozenset(
 )
 
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 1
@@ -94,6 +99,9 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_CAP_LAST = 63
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_RAISE = 2
 _CAP_DAC_READ_SEARCH = 2
@@ -104,6 +112,7 @@ _KEPT_MOUNT_FLAGS = {2: 2, 4: 4, 8: 8, 1024: 1024, 2048: 2048, 4096: 1 << 21}
 UNPRIVILEGED_UID = 65534
 UNPRIVILEGED_GID = 65534
 _DRAIN_GRACE_S = 2.0
+_SWEEP_GRACE_S = 2.0  # for the launcher to kill what is left of the tree after a timeout
 
 
 class SandboxLimits(msgspec.Struct, frozen=True):
@@ -118,6 +127,11 @@ class SandboxLimits(msgspec.Struct, frozen=True):
     output_bytes: int = 1 << 20
     isolate_network: bool = True
     protect_paths: tuple[str, ...] = ()  # made read-only for the child where the kernel allows
+    # Folders the child must reach (its shadow copy...) when the rest is hidden; the working
+    # folder and the interpreter are always reachable. `private_tmp`: /tmp, /var/tmp, /dev/shm
+    # and /root are empty private tmpfs mounts for the child (where namespaces work).
+    reachable_paths: tuple[str, ...] = ()
+    private_tmp: bool = True
 
 
 class SandboxResult(msgspec.Struct, frozen=True):
@@ -132,6 +146,7 @@ class SandboxResult(msgspec.Struct, frozen=True):
     output_truncated: bool = False
     network_isolated: bool = False
     paths_protected: bool = False
+    private_tmp: bool = False  # /tmp, /var/tmp, /dev/shm were private to the run
     start_error: str = ""
 
     @property
@@ -146,6 +161,7 @@ class IsolationSupport(msgspec.Struct, frozen=True):
     read_only_mounts: bool
     process_limit_enforced: bool
     reason: str = ""
+    private_views: bool = False  # private temp folders, root-only homes hidden, a PID namespace
 
 
 def scrub_environment(
@@ -192,7 +208,7 @@ class ShadowWorkspace:
         max_copied_bytes: int = 200 << 20,
     ) -> ShadowWorkspace:
         """Copy `source_root` (if given; only `copy_suffixes` when given) and write `files`."""
-        base = Path(tempfile.mkdtemp(prefix="dm-shadow-"))
+        base = make_scratch_dir("dm-shadow-")  # the owner's .delegation/tmp, not /tmp
         root = base / "workspace"
         root.mkdir()
         shadow = cls(base, root)
@@ -221,6 +237,11 @@ class ShadowWorkspace:
         if not resolved.is_absolute():
             resolved = self.root / resolved
         return resolved.resolve().relative_to(self.root.resolve()).as_posix()
+
+    @property
+    def base(self) -> Path:
+        """The private folder holding the copy (`root`) and the run's own files."""
+        return self._base
 
     def cleanup(self) -> None:
         shutil.rmtree(self._base, ignore_errors=True)
@@ -294,18 +315,37 @@ print(wrote, children)
 """
 
 
+_PRIVATE_PROBE = """
+import os, sys
+tmp = os.listdir("/tmp")
+print(len(tmp), int(os.path.exists(sys.argv[3])))
+"""
+
+
 @functools.cache
 def detect_isolation() -> IsolationSupport:
-    """Probe once whether namespaces, read-only bind mounts and RLIMIT_NPROC work here."""
+    """Probe once whether namespaces, private views (temp folders, a PID namespace),
+    read-only bind mounts and RLIMIT_NPROC work here; each level that fails falls back to
+    the next weaker one, with the reason."""
     if _libc() is None:
         return IsolationSupport(False, False, False, "not Linux or no libc: no namespaces")
-    probe_dir = Path(tempfile.mkdtemp(prefix="dm-probe-"))
-    limits = SandboxLimits(max_processes=8, protect_paths=(str(probe_dir),))
-    argv = [sys.executable, "-c", _PROBE, str(probe_dir / "written"), "32"]
+    probe_dir = make_scratch_dir("dm-probe-")
+    hand_to_sandbox(probe_dir)
+    limits = SandboxLimits(max_processes=8, protect_paths=(str(probe_dir / "protected"),))
+    (probe_dir / "protected").mkdir()
+    marker = Path("/tmp") / f".dm-probe-{os.getpid()}"  # must not be visible to the child
+    with contextlib.suppress(OSError):
+        marker.touch()
+    argv = [sys.executable, "-c", _PROBE, str(probe_dir / "protected" / "written"), "32"]
     reasons = []
     try:
-        for namespaces in (True, False):
-            plan = ContainmentPlan(limits, namespaces=namespaces)
+        for namespaces, views in ((True, True), (True, False), (False, False)):
+            plan = ContainmentPlan(
+                limits, namespaces=namespaces, views=views, pid_namespace=views, cwd=probe_dir
+            )
+            if views and plan.view is None:
+                reasons.append("no /dev/shm to stage a private view of the file system")
+                continue
             try:
                 completed = subprocess.run(
                     argv,
@@ -314,8 +354,24 @@ def detect_isolation() -> IsolationSupport:
                     timeout=30,
                     env=scrub_environment(os.environ),
                 )
+                if views:
+                    private = subprocess.run(
+                        [sys.executable, "-c", _PRIVATE_PROBE, "", "", str(marker)],
+                        preexec_fn=plan.apply_in_child,
+                        capture_output=True,
+                        timeout=30,
+                        env=scrub_environment(os.environ),
+                        cwd=probe_dir,
+                    )
+                    if private.returncode != 0 or private.stdout.split()[1:] != [b"0"]:
+                        reasons.append("the private view of /tmp did not work")
+                        continue
             except (OSError, subprocess.SubprocessError) as exc:
-                reasons.append(f"namespaces unavailable ({exc})")
+                what = "private views" if views else "namespaces"
+                reasons.append(f"{what} unavailable ({exc})")
+                continue
+            if completed.returncode != 0:
+                reasons.append(f"the sandbox probe failed: {completed.stderr[-300:]!r}")
                 continue
             wrote, children = (int(x) for x in completed.stdout.split())
             if not namespaces:
@@ -325,9 +381,14 @@ def detect_isolation() -> IsolationSupport:
             if children >= 32:
                 reasons.append("RLIMIT_NPROC is not enforced for this user")
             return IsolationSupport(
-                namespaces, namespaces and not wrote, children < 32, "; ".join(reasons)
+                namespaces,
+                namespaces and not wrote,
+                children < 32,
+                "; ".join(reasons),
+                private_views=views,
             )
     finally:
+        marker.unlink(missing_ok=True)
         shutil.rmtree(probe_dir, ignore_errors=True)
     return IsolationSupport(False, False, False, "; ".join(reasons) or "sandbox probe failed")
 
@@ -361,44 +422,86 @@ def hand_to_sandbox(path: Path) -> None:
 
 
 class ContainmentPlan:
-    """Everything the forked child does before exec, computed in the parent (no allocation)."""
+    """Everything the forked child does before exec, computed in the parent.
 
-    def __init__(self, limits: SandboxLimits, *, namespaces: bool) -> None:
+    In order: new namespaces (mount, network, with `pid_namespace` a PID namespace whose init
+    is the child's first child), the private view of the file system (`ChildView`), the
+    read-only workspace, rlimits, then, for a root parent, `nobody` without any capability,
+    and last the parent-death signal (a change of credentials clears it).
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits,
+        *,
+        namespaces: bool,
+        views: bool = False,
+        pid_namespace: bool = False,
+        cwd: Path | None = None,
+    ) -> None:
         self.limits = limits
         self.namespaces = namespaces
         self.is_root = os.geteuid() == 0
+        self.unprivileged = self.is_root and limits.max_processes is not None
         self.libc = _libc()
         self.rlimits = _rlimit_pairs(limits)
         self.mounts = [(os.fsencode(p), _kept_flags(p)) for p in limits.protect_paths]
+        self.view: ChildView | None = None
+        if namespaces and views and limits.private_tmp:
+            reachable = [*limits.reachable_paths, *interpreter_folders()]
+            if cwd is not None:
+                reachable.append(str(cwd))
+            view = ChildView(
+                reachable,
+                protected=limits.protect_paths,
+                child_uid=UNPRIVILEGED_UID if self.unprivileged else None,
+                child_gid=UNPRIVILEGED_GID if self.unprivileged else None,
+            )
+            self.view = view if view.available else None
+        self.pid_namespace = pid_namespace and self.view is not None
+        # Without a private view a root-only interpreter (/root/.pyenv) is reachable only
+        # with CAP_DAC_READ_SEARCH: then, and only then, the child keeps that one capability.
+        self.keep_read_search = self.unprivileged and self.view is None
         self.die_with_parent = die_with_parent()
 
+    @property
+    def private_tmp(self) -> bool:
+        return self.view is not None
+
     def apply_in_child(self) -> None:
-        self.die_with_parent()  # a kill -9 of the engine takes this child with it
         if self.namespaces and self.libc is not None:
             self._enter_namespaces(self.libc)
         for which, value in self.rlimits:
             resource.setrlimit(which, (value, value))
-        if self.is_root and self.libc is not None and self.limits.max_processes is not None:
+        if self.unprivileged and self.libc is not None:
             self._become_unprivileged(self.libc)
+        self.die_with_parent()  # a kill -9 of the engine takes this child with it
 
     def _become_unprivileged(self, libc: ctypes.CDLL) -> None:
-        """Run as `nobody`, keeping only CAP_DAC_READ_SEARCH (ambient, survives exec).
-
-        The kernel exempts uid 0 from RLIMIT_NPROC. The interpreter may live where only root
-        can search (/root/.pyenv), hence the one read-only capability; files the child
-        creates belong to nobody, so shells (which drop privileges when uid != euid) and
-        programs they start can still write inside the shadow copy.
-        """
-        libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0)
+        """Run as `nobody` with no capability at all (none permitted, none in the bounding
+        set, no new privileges through set-user-ID programs): root-only files such as
+        /etc/shadow stay closed. The kernel exempts uid 0 from RLIMIT_NPROC, another reason.
+        Files the child creates belong to nobody, so shells (which drop privileges when
+        uid != euid) and programs they start can still write inside the shadow copy."""
+        kept = _CAP_DAC_READ_SEARCH if self.keep_read_search else None
+        for capability in range(_CAP_LAST + 1):
+            if capability != kept:
+                libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0)  # EINVAL past the last one
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "setting no_new_privs failed")
+        if kept is not None:
+            libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0)
         os.setgroups([])
         os.setresgid(UNPRIVILEGED_GID, UNPRIVILEGED_GID, UNPRIVILEGED_GID)
         os.setresuid(UNPRIVILEGED_UID, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        if kept is None:
+            return  # no keep-caps: changing every uid from 0 cleared all capabilities
         header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        keep = 1 << _CAP_DAC_READ_SEARCH
+        keep = 1 << kept
         data = (_CapData * 2)(_CapData(keep, keep, keep), _CapData(0, 0, 0))
         if libc.capset(ctypes.byref(header), data) != 0:
             raise OSError(ctypes.get_errno(), "capset failed")
-        if libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0) != 0:
+        if libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, kept, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "raising the ambient capability failed")
 
     def _enter_namespaces(self, libc: ctypes.CDLL) -> None:
@@ -407,18 +510,34 @@ class ContainmentPlan:
             flags |= _CLONE_NEWNET
         if not self.is_root:
             flags |= _CLONE_NEWUSER
+        if self.pid_namespace:
+            flags |= _CLONE_NEWPID
         if libc.unshare(flags) != 0:
             raise OSError(ctypes.get_errno(), "unshare failed")
-        if not self.mounts:
+        if not self.mounts and self.view is None:
             return
         if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "making mounts private failed")
+        if self.view is not None:
+            self.view.stage(libc, early=True)
         for path, kept in self.mounts:
             if libc.mount(path, path, None, _MS_BIND | _MS_REC, None) != 0:
                 raise OSError(ctypes.get_errno(), "bind mount failed")
             remount = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept
             if libc.mount(None, path, None, remount, None) != 0:
                 raise OSError(ctypes.get_errno(), "read-only remount failed")
+        if self.view is not None:
+            self.view.stage(libc, early=False)
+            self.view.hide_and_restore(libc)
+
+
+@functools.cache
+def interpreter_folders() -> tuple[str, ...]:
+    """The folders a child running this interpreter must reach (the virtual environment, the
+    base installation and the folder of the executable itself)."""
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return tuple(sorted(os.path.realpath(f) for f in folders if f))
 
 
 def _rlimit_pairs(limits: SandboxLimits) -> list[tuple[int, int]]:
@@ -465,13 +584,28 @@ async def run_sandboxed(
     """
     limits = limits or SandboxLimits()
     support = detect_isolation()
-    plan = ContainmentPlan(limits, namespaces=support.namespaces)
+    environment = scrub_environment(os.environ, env)
+    program = _runnable(argv[0], environment.get("PATH", os.defpath))
+    if program is None:
+        error = f"{argv[0]}: no such executable file"
+        return SandboxResult(tuple(argv), None, "", "", 0.0, start_error=error)
+    if support.private_views:  # the program's own folder stays reachable
+        folders = (*limits.reachable_paths, os.path.dirname(os.path.realpath(program)))
+        limits = msgspec.structs.replace(limits, reachable_paths=folders)
+    plan = ContainmentPlan(
+        limits,
+        namespaces=support.namespaces,
+        views=support.private_views,
+        pid_namespace=True,
+        cwd=cwd,
+    )
+    launcher = [sys.executable, "-I", "-S", "-c", REAPER_SOURCE, *argv]  # ends the whole tree
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            list(argv),
+            launcher,
             cwd=cwd,
-            env=scrub_environment(os.environ, env),
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -495,7 +629,17 @@ async def run_sandboxed(
         output_truncated=outcome.truncated,
         network_isolated=support.namespaces and limits.isolate_network,
         paths_protected=support.read_only_mounts and bool(limits.protect_paths),
+        private_tmp=plan.private_tmp,
     )
+
+
+def _runnable(program: str, search_path: str) -> str | None:
+    """The executable file `program` names, or None: said before anything is forked."""
+    if os.sep in program:
+        found: str | None = program if os.access(program, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=search_path)
+    return found if found is not None and os.path.isfile(found) else None
 
 
 class _Waited(msgspec.Struct, frozen=True):
@@ -516,6 +660,10 @@ def _wait_contained(proc: subprocess.Popen[bytes], limits: SandboxLimits) -> _Wa
         proc.wait(timeout=limits.timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)  # the launcher kills the command, then its tree
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=_SWEEP_GRACE_S)
     finally:
         # Descendants left in the group would keep running and keep the pipes open.
         _kill_group(proc.pid)

@@ -277,15 +277,19 @@ class SemgrepScanner:
         argv += [str(shadow.path_of(p)) for p in scanned]
         home = shadow.root.parent / "home"
         home.mkdir(exist_ok=True)
+        temp = shadow.root.parent / "tmp"  # semgrep's own temp files stay in the shadow
+        temp.mkdir(exist_ok=True)
         limits = SandboxLimits(
             timeout_s=self.timeout_s,
             cpu_s=None,
             address_space_bytes=None,  # semgrep-core reserves large virtual areas
             max_processes=None,
             output_bytes=32 << 20,
+            reachable_paths=(str(shadow.base), str(self.rules.folder)),
         )
         env = {
             "HOME": str(home),
+            "TMPDIR": str(temp),
             "SEMGREP_ENABLE_VERSION_CHECK": "0",
             "SEMGREP_SEND_METRICS": "off",
             "PYTHONIOENCODING": "utf-8",

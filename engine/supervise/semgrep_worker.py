@@ -320,14 +320,24 @@ class SemgrepWorker:
     async def _spawn(self, mirror: Path) -> asyncio.subprocess.Process:
         home = mirror.parent / "home"
         home.mkdir(exist_ok=True)
+        temp = mirror.parent / "tmp"  # semgrep's own temp files stay in the scratch folder
+        temp.mkdir(exist_ok=True)
         env = {
             "HOME": str(home),
+            "TMPDIR": str(temp),
             "SEMGREP_ENABLE_VERSION_CHECK": "0",
             "SEMGREP_SEND_METRICS": "off",
         }
         plan = ContainmentPlan(
-            SandboxLimits(cpu_s=None, address_space_bytes=None, max_processes=None),
+            SandboxLimits(
+                cpu_s=None,
+                address_space_bytes=None,
+                max_processes=None,
+                reachable_paths=(str(mirror.parent), str(self.rules_folder)),
+            ),
             namespaces=detect_isolation().namespaces,
+            views=detect_isolation().private_views,
+            cwd=self.rules_folder,
         )
         return await asyncio.create_subprocess_exec(
             self.executable,

@@ -93,8 +93,8 @@ def test_check_names_every_file_it_refused_and_why(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert "Traceback" not in output and "internal error" not in output, output
     report = json.loads(result.stdout)
-    (task,) = report["tasks"]
-    assert task["state"] == "verified", task
+    (task,) = report["tasks"]  # verified, or failed by config.py's finding: never an error
+    assert task["state"] in ("verified", "failed"), task
     for name in ("binary.py", "latin1.py"):  # planned, then refused when read: named in it
         assert f"inventory/{name} ({REASONS[name]}" in task["message"], task["message"]
     text = run_cli("run", str(workspace), "--task", "check", timeout=240)
@@ -135,9 +135,9 @@ def test_a_file_that_does_not_parse_is_never_reported_verified(tmp_path: Path) -
     output = result.stdout + result.stderr
     assert "Traceback" not in output and "internal error" not in output, output
     assert result.returncode == 1, output
-    by_state = {t["state"]: t for t in json.loads(result.stdout)["tasks"]}
-    assert set(by_state) == {"failed", "verified"}, by_state
-    failed = by_state["failed"]
+    failed_tasks = [t for t in json.loads(result.stdout)["tasks"] if t["state"] == "failed"]
+    assert len(failed_tasks) == 1, result.stdout
+    (failed,) = failed_tasks
     assert "inventory/broken.py (line 3" in failed["message"], failed
     assert "does not parse" in failed["message"]
     assert broken.read_text() == before  # nothing written to the file it could not verify

@@ -12,11 +12,13 @@ import contextlib
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from delegation_machine.engine.agents.base import AgentFailure
+from delegation_machine.engine.state.scratch import scratch_folder
 from delegation_machine.engine.supervise.lifetime import die_with_parent
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -51,11 +53,26 @@ async def run_tool(
     env: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ToolRun:
-    """Run `argv` in `cwd`, feeding `stdin_text` (UTF-8); kill it after `timeout_s`."""
+    """Run `argv` in `cwd`, feeding `stdin_text` (UTF-8); kill it after `timeout_s`. Its temp
+    files go to a private scratch folder, removed when it ends (never the system's)."""
+    with tempfile.TemporaryDirectory(prefix="dm-tool-", dir=scratch_folder()) as temp:
+        private = {"TMPDIR": temp, "TEMP": temp, "TMP": temp}
+        return await _run_tool(
+            argv, cwd, stdin_text, {**os.environ, **private, **(env or {})}, timeout_s
+        )
+
+
+async def _run_tool(
+    argv: Sequence[str],
+    cwd: Path,
+    stdin_text: str | None,
+    env: Mapping[str, str],
+    timeout_s: float,
+) -> ToolRun:
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env=env,
         stdin=asyncio.subprocess.PIPE if stdin_text is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

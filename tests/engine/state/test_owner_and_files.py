@@ -24,6 +24,7 @@ from delegation_machine.engine.state import FileRefused, PathRefused, WorkspaceS
 from delegation_machine.engine.state.files import Unreadable, list_files, read_regular_file
 from delegation_machine.engine.state.owner import WorkspaceBusy, read_owner
 from delegation_machine.engine.state.scratch import scratch_folder
+from delegation_machine.engine.supervise.sandbox import ShadowWorkspace
 
 CLAIM_IN_CHILD = """
 import sys
@@ -208,6 +209,8 @@ def test_claiming_removes_temp_files_and_shadow_copies_of_a_dead_owner(workspace
         assert ".delegation/tmp/dm-shadow-old" in removed
         assert not stale_write.exists() and not stale_copy.exists()
         assert unrelated.exists()
+        with ShadowWorkspace.materialise({"a.py": "x = 1\n"}) as shadow:
+            assert shadow.root.is_relative_to(workspace / ".delegation" / "tmp")
     finally:
         state.release_owner()
     assert scratch_folder() is None or not scratch_folder().is_relative_to(workspace)

@@ -99,7 +99,8 @@ async def test_hostile_tests_are_contained(
     tests = by_check(verdicts)["tests"]
     assert tests.kind == "failed", tests.reason
     by_name = {f.code.rsplit("::", 1)[1]: f.message for f in tests.findings}
-    assert "Read-only file system" in by_name["test_writes_outside_the_workspace"]
+    refused = by_name["test_writes_outside_the_workspace"]  # read-only, or not even visible
+    assert "Read-only file system" in refused or "No such file or directory" in refused, refused
     assert victim.read_text() == BASE["app/core.py"]
     assert "BlockingIOError" in by_name["test_forks_without_bound"]
     leak = by_name["test_reads_api_keys"]
@@ -112,7 +113,10 @@ async def test_a_test_that_sleeps_forever_hits_the_timeout(app: Path, tmp_path: 
     sleeper = (
         "import os, signal\n\n\n"
         "def test_sleeps_forever():\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    try:  # where the sandbox hides the temp folders, it cannot reach the pid file\n"
+        f"        open({str(pid_file)!r}, 'w').write(os.readlink('/proc/self'))\n"
+        "    except OSError:\n"
+        "        pass\n"
         "    signal.pause()\n"
     )
     hand_to_sandbox(tmp_path)

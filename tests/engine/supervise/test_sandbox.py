@@ -64,7 +64,7 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
         "import os, signal\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"    open({str(pid_file)!r}, 'w').write(os.readlink('/proc/self'))\n"  # outside its PID namespace
         "    signal.pause()\n"
         "signal.pause()\n"
     )
@@ -156,6 +156,7 @@ async def test_protected_workspace_is_read_only(tmp_path: Path) -> None:
     write(user_root, {"keep.py": "x = 1\n"})
     code = f"open({str(user_root / 'keep.py')!r}, 'w').write('pwned')\n"
     limits = SandboxLimits(timeout_s=20, protect_paths=(str(user_root),))
+    hand_to_sandbox(tmp_path)  # the child may write the file; only the mount stops it
     result = await run_sandboxed(python(code), cwd=tmp_path, limits=limits)
     assert result.paths_protected
     assert result.returncode != 0 and "Read-only file system" in result.stderr
