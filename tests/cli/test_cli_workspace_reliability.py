@@ -145,3 +145,33 @@ def test_a_file_that_does_not_parse_is_never_reported_verified(tmp_path: Path) -
     check = run_cli("run", str(workspace), "--task", "check", "--json", timeout=240)
     (task,) = json.loads(check.stdout)["tasks"]
     assert "does not parse: inventory/broken.py (line 3" in task["message"], task
+
+
+def test_index_and_rename_survive_fifos_and_symlink_loops(tmp_path: Path) -> None:
+    workspace = bad_content_workspace(tmp_path / "ws")
+    index = run_cli("index", str(workspace), "--json", timeout=60)  # a FIFO never blocks it
+    assert index.returncode == 0, index.stderr
+    skipped = {s["path"]: s["reason"] for s in json.loads(index.stdout)["skipped"]}
+    for name in ("pipe.py", "loop_a.py", "loop_b.py", "binary.py", "latin1.py"):
+        assert REASONS[name].split()[0] in skipped[f"inventory/{name}"], skipped
+    renamed = run_cli("run", str(workspace), "--task", "rename load_settings read_settings")
+    assert renamed.returncode == 0, renamed.stdout + renamed.stderr  # the loop broke nothing
+    assert "def read_settings" in (workspace / "inventory" / "config.py").read_text()
+
+
+def test_a_clean_fix_run_leaves_nothing_in_the_temp_folder(tmp_path: Path) -> None:
+    workspace = fixable_workspace(tmp_path / "ws")
+    temp = tmp_path / "empty-temp"
+    temp.mkdir()
+    result = subprocess.run(
+        [*CLI, "run", str(workspace), "--task", "fix"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SystemRandom" in (workspace / "inventory" / "auth.py").read_text()
+    assert list(temp.iterdir()) == []  # no shadow copy, no tool's cache, nothing
+    assert list((workspace / ".delegation" / "tmp").iterdir()) == []  # removed after use
+    assert list(workspace.rglob("*.dm-tmp")) == []
