@@ -272,6 +272,7 @@ async def test_an_agent_that_changes_nothing_is_never_verified(pinned: Path) -> 
         )
         needed_state = await swarm.wait(needed, timeout=300)
         needed_task = swarm.task_summaries(needed)[0]
+        standing = next(s for s in swarm.economy.summary() if s.agent_id == needed_task.agent)
     finally:
         await swarm.stop()
     assert needed_state == TaskState.NO_CHANGE and not needed_task.goal_met
@@ -279,5 +280,6 @@ async def test_an_agent_that_changes_nothing_is_never_verified(pinned: Path) -> 
     # Targeted feedback naming the unmet criterion, then a fresh agent, then a human.
     runs = idlers.runs[1:]  # the first run was the clean task's
     assert len(runs) == 3 and runs[0] == 0 and min(runs[1:]) >= 1
+    assert standing.failed >= 1  # it counts against the agent's record (trust and credit)
     assert clean_state == TaskState.NO_CHANGE and clean_task.goal_met
     assert "all fine" in clean_task.message  # the agent's note
