@@ -221,7 +221,7 @@ class AgentToolbox:
         if index is None:
             return "no symbol index is available in this run; use read_file"
         if self._router is None or self._router.index is not index:
-            self._router = RetrievalRouter(index)
+            self._router = RetrievalRouter(index, use_vectors=self.scorer is not None)
         return "\n".join(answer_lines(self._router.ask(question, limit=max(1, min(limit, 50)))))
 
     def recall(self, handle: str) -> str:
