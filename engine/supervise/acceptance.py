@@ -115,7 +115,7 @@ class AcceptanceJudge:
             elif kind == "format":
                 unmet += await self._unformatted(after, paths)
             elif kind == "rename":
-                unmet += self._rename_left(after, paths, arguments)
+                unmet += self._rename_left(before, after, paths, arguments)
             elif template == "document":
                 unmet += _undocumented(before, after, paths, str(arguments.get("symbol", "")))
             elif template == "write-tests":
@@ -168,26 +168,44 @@ class AcceptanceJudge:
         return unmet
 
     def _rename_left(
-        self, after: Mapping[str, str], paths: Sequence[str], arguments: Mapping[str, Any]
+        self,
+        before: Mapping[str, str],
+        after: Mapping[str, str],
+        paths: Sequence[str],
+        arguments: Mapping[str, Any],
     ) -> list[Unmet]:
         old, new = str(arguments.get("old", "")), str(arguments.get("new", ""))
         if not old or not new:
             raise CannotJudge("rename without its old and new names")
+        # Where the old name was defined before: only there can a definition of it be "left",
+        # and only imports of it from those modules (an unrelated `old` elsewhere stays).
+        was = SymbolIndex(self.root, languages=("python",))
         index = SymbolIndex(self.root, languages=("python",))
         for rel in paths:
+            if rel in before:
+                was.update_file(rel, before[rel])
             if rel in after:
                 index.update_file(rel, after[rel])
+        defining = {
+            o.path
+            for o in was.occurrences(old)
+            if o.kind == "definition" and o.symbol_kind in RENAMED_KINDS
+        }
+        modules = {
+            module_name(o.path)
+            for o in was.occurrences(old)
+            if o.kind == "definition" and o.container is None and o.symbol_kind in RENAMED_KINDS
+        }
+        hint = arguments.get("path")
+        if isinstance(hint, str) and hint in defining:  # the rename named its definition
+            defining = {hint}
+            modules &= {module_name(hint)}
         unmet = []
-        homes = set()
-        for occurrence in index.occurrences(new):
-            if occurrence.kind == "definition" and occurrence.container is None:
-                homes.add(module_name(occurrence.path))
-            elif occurrence.kind == "definition":
-                homes.add("")  # a member: defined, not importable by module
-        if not homes:
+        if not any(o.kind == "definition" for o in index.occurrences(new)):
             unmet.append(Unmet(_first(paths), 0, f"`{new}` is not defined anywhere", "rename"))
-        modules = {h for h in homes if h}
         for occurrence in index.occurrences(old):
+            if occurrence.kind == "definition" and occurrence.path not in defining:
+                continue
             if _still_names(occurrence, old, modules):
                 line = occurrence.span.start.line
                 unmet.append(Unmet(occurrence.path, line, f"`{old}` is still there", "rename-left"))

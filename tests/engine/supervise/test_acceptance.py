@@ -164,6 +164,11 @@ async def test_rename_fails_while_the_old_name_is_defined_imported_or_used_by_mo
     codes = {f.code for f in verdict.findings}
     assert codes == {"acceptance:rename-left", "acceptance:import"}
     assert all(f.path == "shop/cli.py" for f in verdict.findings)
+    # Another module's own `calc_total`, not the one renamed (the rename named its file): left.
+    other = {"shop/legacy.py": "calc_total = 3\n"}
+    hinted = dict(names, path="shop/pricing.py")
+    kept = await judge(judge_, "rename", {**before, **other}, {**done, **other}, arguments=hinted)
+    assert kept.kind == "passed", kept.findings
 
 
 async def test_document_needs_the_docstring_and_no_code_change(tmp_path: Path) -> None:
