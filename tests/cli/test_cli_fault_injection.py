@@ -2,7 +2,8 @@
 
 A copy of part of samples/inventory (fixable files and the tests that import them, so the
 checks start semgrep and pytest children) is fixed by the real command line, which is killed
-with kill -9 after a random number of its progress lines, KILLS times over, then let finish.
+with kill -9 at a random moment after a random number of its progress lines (past the first
+burst of "queued" and "waiting"), KILLS times over, then let finish.
 After every kill: no process the run had started survives it, the ledger passes
 `PRAGMA integrity_check`, and every file a task had verified holds its fixed text (no lost
 edit). The next run names the interrupted plan and the ledger records it abandoned. At the
@@ -42,7 +43,8 @@ COPIED = (
     "tests/test_storage.py",
 )
 KILLS = 6
-MAX_LINES_BEFORE_KILL = 14  # a fix of these files prints about 20 progress lines
+MAX_LINES_BEFORE_KILL = 12  # a fix of these files prints about 20 lines past the first burst
+MAX_JITTER_S = 1.5
 CHILDREN_GONE_WITHIN_S = 10.0
 RUN_TIMEOUT_S = 240.0
 
@@ -123,6 +125,12 @@ def unfinished_plans(workspace: Path) -> set[str]:
     return {str(plan_id) for (plan_id,) in rows}
 
 
+def _work_lines(lines: list[str]) -> int:
+    """Progress lines past the first burst (every task queued, then waiting): a task started,
+    was checked or finished, each one a moment with agents and checks at work."""
+    return sum(1 for line in lines if line.split()[3:4] not in (["queued"], ["waiting"]))
+
+
 def start_fix(workspace: Path, temp: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -144,6 +152,7 @@ def test_kill_9_at_random_points_of_a_fix_run_loses_and_leaks_nothing(tmp_path: 
     temp.mkdir()
     snapshots: list[tuple[dict[str, str], set[str]]] = []  # disk after a kill, verified files
     interrupted_reported = 0
+    children_killed = 0
     previous_unfinished: set[str] = set()
     for kill in range(KILLS):
         run = start_fix(workspace, temp)
@@ -151,8 +160,9 @@ def test_kill_9_at_random_points_of_a_fix_run_loses_and_leaks_nothing(tmp_path: 
         lines: list[str] = []
         try:
             wanted = chance.randint(1, MAX_LINES_BEFORE_KILL)
-            while len(lines) < wanted and (line := run.stdout.readline()):
+            while _work_lines(lines) < wanted and (line := run.stdout.readline()):
                 lines.append(line)
+            time.sleep(chance.uniform(0.0, MAX_JITTER_S))  # the kill lands between two lines
             children = descendants(run.pid)
             run.send_signal(signal.SIGKILL)
             run.wait(timeout=30)
@@ -165,6 +175,7 @@ def test_kill_9_at_random_points_of_a_fix_run_loses_and_leaks_nothing(tmp_path: 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         assert survivors == set(), (kill, seed, survivors)
+        children_killed += len(children)
         output = "".join(lines)
         assert "Traceback" not in output, output
         for plan_id in previous_unfinished:  # the run after a kill names what it interrupted
@@ -188,7 +199,11 @@ def test_kill_9_at_random_points_of_a_fix_run_loses_and_leaks_nothing(tmp_path: 
     assert unfinished_plans(workspace) == set()  # every interrupted plan ended explicitly
     assert len(abandoned) == interrupted_reported
     assert interrupted_reported >= 1, seed  # the kills did land in the middle of plans
-    print(f"{KILLS} kills, {interrupted_reported} interrupted plans reported and abandoned")
+    assert children_killed >= 1, seed  # and while the run had children (semgrep, pytest)
+    print(
+        f"{KILLS} kills, {children_killed} child processes gone with them, "
+        f"{interrupted_reported} interrupted plans reported and abandoned"
+    )
     fixed = _python_texts(workspace)
     assert any(fixed[rel] != originals[rel] for rel in originals)  # the fix did its work
     for rel, text in fixed.items():
