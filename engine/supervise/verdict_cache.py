@@ -104,7 +104,11 @@ class VerdictCache:
                 verdicts = await self._check_files(files, list(files))
             except BaseException as exc:
                 for future in futures.values():
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()  # a prefetch nobody awaits is not an error to print
+                    else:
                         future.set_exception(exc)
                 raise
             finally:
