@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from delegation_machine.engine.config import ConfigError
 from delegation_machine.engine.economy import AgentStanding
 from delegation_machine.engine.notices import MessageNotice, Notice
 from delegation_machine.engine.protocol import (
@@ -33,6 +34,7 @@ from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
 
 VERIFIED_STATES = {TaskState.VERIFIED.value, TaskState.ACCEPTED.value}
+USAGE_EXIT = 2  # a usage or configuration error; nothing was done
 WORKSPACE_BUSY_EXIT = 3  # another process owns the workspace; nothing was done
 
 
@@ -136,7 +138,11 @@ async def run_tasks(
     settings: dict[str, Any] = {"agents": agents} if agents else {}
     if allow_test_changes:
         settings["allow_test_changes"] = True
-    swarm = Swarm(workspace, editor_settings=settings or None, watch=False)
+    try:
+        swarm = Swarm(workspace, editor_settings=settings or None, watch=False)
+    except ConfigError as exc:  # a bad .delegation/config.toml: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
     printer = ProgressPrinter(swarm, out, enabled=not as_json)
     swarm.subscribe(printer)
     try:

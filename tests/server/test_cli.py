@@ -82,3 +82,16 @@ def test_a_check_over_a_failing_workspace_exits_1_listing_each_failure(tmp_path:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed: " in result.stdout and "test_add" in result.stdout
     assert "0/1 tasks done" in result.stdout
+
+
+def test_a_bad_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    workspace = tmp_path / "w"
+    (workspace / ".delegation").mkdir(parents=True)
+    (workspace / "a.py").write_text("x = 1\n")
+    (workspace / ".delegation" / "config.toml").write_text("check_level = [\n")
+    result = run_cli("run", str(workspace), "--task", "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "config.toml" in result.stderr
+    (workspace / ".delegation" / "config.toml").write_text("no_such_key = 1\n")
+    unknown = run_cli("run", str(workspace), "--task", "check")
+    assert unknown.returncode == 2 and "no_such_key" in unknown.stderr
