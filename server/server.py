@@ -37,6 +37,7 @@ from delegation_machine.engine.notices import (
 )
 from delegation_machine.engine.protocol import TaskState, TaskUpdate
 from delegation_machine.engine.state import StateError, TextChange
+from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server import convert
 from delegation_machine.server.commands import TASK_UPDATED
@@ -242,10 +243,13 @@ class DelegationServer(LanguageServer):
         except Exception as exc:  # a bad configuration, an unusable workspace: said, retried
             if swarm is not None:
                 await swarm.stop()  # what the half-started swarm opened is released
-            reason = (
-                f"Delegation Machine could not start: {exc}. Fix it, then save "
-                ".delegation/config.toml or change the settings; the next request retries."
+            advice = (
+                "when it ends, the next request retries"
+                if isinstance(exc, WorkspaceBusy)
+                else "fix it, then save .delegation/config.toml or change the settings; the "
+                "next request retries"
             )
+            reason = f"Delegation Machine could not start: {exc}. {advice[0].upper()}{advice[1:]}."
             if reason != self.start_error:
                 log.error("%s", reason)
                 self.show_message(reason, types.MessageType.Error)

@@ -62,6 +62,7 @@ def test_serve_on_a_workspace_owned_by_a_run_says_so_and_recovers_when_it_ends(
         )
         assert f"in use by process {owner.pid}" in shown["params"]["message"]
         assert "--task fix" in shown["params"]["message"]
+        assert "config.toml" not in shown["params"]["message"]  # not a configuration error
         for _ in range(2):  # every request is answered with the reason, none hangs
             error = server.call("workspace/executeCommand", STATUS, timeout=30)["error"]
             assert error["code"] == REQUEST_FAILED
