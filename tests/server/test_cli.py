@@ -95,3 +95,28 @@ def test_a_bad_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (workspace / ".delegation" / "config.toml").write_text("no_such_key = 1\n")
     unknown = run_cli("run", str(workspace), "--task", "check")
     assert unknown.returncode == 2 and "no_such_key" in unknown.stderr
+
+
+def test_a_fix_to_a_test_file_is_held_unless_test_changes_are_allowed(tmp_path: Path) -> None:
+    workspace = tmp_path / "w"
+    (workspace / "tests").mkdir(parents=True)
+    test_text = (
+        "import yaml\n\n\ndef load_fixture(text):\n    return yaml.load(text)\n\n\n"
+        "def test_nothing():\n    assert load_fixture is not None\n"
+    )
+    (workspace / "tests" / "test_data.py").write_text(test_text)
+    held = run_cli("run", str(workspace), "--task", "fix", "--file", "tests/test_data.py")
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert "held: " in held.stdout and "--allow-test-changes" in held.stdout
+    assert (workspace / "tests" / "test_data.py").read_text() == test_text  # left unwritten
+    allowed = run_cli(
+        "run",
+        str(workspace),
+        "--task",
+        "fix",
+        "--file",
+        "tests/test_data.py",
+        "--allow-test-changes",
+    )
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "yaml.safe_load(text)" in (workspace / "tests" / "test_data.py").read_text()
