@@ -98,6 +98,7 @@ class Swarm:
             raise DelegationError(f"workspace folder does not exist: {self.root}")
         self.config = config or load_config(self.root, editor_settings)
         self._watch = self.config.watch if watch is None else watch
+        self._tests_known: tuple[int, bool] | None = None  # (index generation, has tests)
         self.ledger = Ledger(state_dir(self.root) / "ledger.sqlite3")
         self.notices = NoticeStream()
         self.state = WorkspaceState(
@@ -122,7 +123,7 @@ class Swarm:
             ),
             level=self.config.check_level,
             is_quarantined=self.economy.is_quarantined,
-            has_tests=lambda: any(is_test_file(rel) for rel in self.index.files()),
+            has_tests=self._workspace_has_tests,
         )
         self.ring: RingBuffer[TaskSpec] = RingBuffer(capacity=RING_CAPACITY, producer="multi")
         self.workers = [
@@ -209,6 +210,14 @@ class Swarm:
 
     def _workspace_version(self) -> int:
         return self.documents.workspace_version
+
+    def _workspace_has_tests(self) -> bool:
+        """Whether the workspace has test files (decides the task check level under "auto"),
+        computed once per index generation (once in all until the first build is done)."""
+        key = self.index.symbols.generation if self.index.ready else -1
+        if self._tests_known is None or self._tests_known[0] != key:
+            self._tests_known = (key, any(is_test_file(rel) for rel in self.index.files()))
+        return self._tests_known[1]
 
     def _read_text(self, rel: str) -> str | None:
         """A file's current text for the acceptance checks (None: absent or refused)."""
