@@ -53,7 +53,6 @@ from delegation_machine.engine.schedule.dispatch import Dispatcher, DispatchStat
 from delegation_machine.engine.schedule.interrupted import InterruptedPlan, abandon_interrupted
 from delegation_machine.engine.state import StateError, WorkspaceState
 from delegation_machine.engine.supervise.acceptance import AcceptanceJudge
-from delegation_machine.engine.supervise.affected import is_test_file
 from delegation_machine.engine.supervise.attempts import AttemptLoop, describe_attempts
 from delegation_machine.engine.supervise.change import ChangeChecker
 from delegation_machine.engine.supervise.checks import CheckRunner
@@ -98,7 +97,6 @@ class Swarm:
             raise DelegationError(f"workspace folder does not exist: {self.root}")
         self.config = config or load_config(self.root, editor_settings)
         self._watch = self.config.watch if watch is None else watch
-        self._tests_known: tuple[int, bool] | None = None  # (index generation, has tests)
         self.ledger = Ledger(state_dir(self.root) / "ledger.sqlite3")
         self.notices = NoticeStream()
         self.state = WorkspaceState(
@@ -123,7 +121,7 @@ class Swarm:
             ),
             level=self.config.check_level,
             is_quarantined=self.economy.is_quarantined,
-            has_tests=self._workspace_has_tests,
+            has_tests=self.index.has_tests,
         )
         self.ring: RingBuffer[TaskSpec] = RingBuffer(capacity=RING_CAPACITY, producer="multi")
         self.workers = [
@@ -210,14 +208,6 @@ class Swarm:
 
     def _workspace_version(self) -> int:
         return self.documents.workspace_version
-
-    def _workspace_has_tests(self) -> bool:
-        """Whether the workspace has test files (decides the task check level under "auto"),
-        computed once per index generation (once in all until the first build is done)."""
-        key = self.index.symbols.generation if self.index.ready else -1
-        if self._tests_known is None or self._tests_known[0] != key:
-            self._tests_known = (key, any(is_test_file(rel) for rel in self.index.files()))
-        return self._tests_known[1]
 
     def _read_text(self, rel: str) -> str | None:
         """A file's current text for the acceptance checks (None: absent or refused)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from delegation_machine.engine.memory.symbols import SkippedFile, SymbolIndex
 from delegation_machine.engine.state.files import list_files
+from delegation_machine.engine.supervise.affected import is_test_file
 
 REPORTED_AT_ONCE = 10  # skipped files named in one warning; the rest are counted
 
@@ -31,6 +32,7 @@ class WorkspaceIndex:
         self._ready = asyncio.Event()
         self._warn = warn
         self._reported: set[str] = set()
+        self._tests_known: tuple[int, bool] | None = None  # (index generation, has tests)
 
     @property
     def ready(self) -> bool:
@@ -46,6 +48,14 @@ class WorkspaceIndex:
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    def has_tests(self) -> bool:
+        """Whether the workspace has test files, computed once per index generation (once in
+        all until the first build is done)."""
+        key = self.symbols.generation if self.ready else -1
+        if self._tests_known is None or self._tests_known[0] != key:
+            self._tests_known = (key, any(is_test_file(rel) for rel in self.files()))
+        return self._tests_known[1]
 
     def files(self) -> list[str]:
         """Indexed files once the index is built, else the workspace's regular Python files."""

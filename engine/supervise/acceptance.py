@@ -211,17 +211,19 @@ class AcceptanceJudge:
                 unmet.append(Unmet(occurrence.path, line, f"`{old}` is still there", "rename-left"))
         for rel in paths:  # every name imported from a workspace module is defined there
             for occurrence in index.file_occurrences(rel):
-                problem = self._unresolved_import(occurrence.target, occurrence, rel, after)
+                problem = self._unresolved_import(occurrence, rel, after)
                 if problem:
                     unmet.append(Unmet(rel, occurrence.span.start.line, problem, "import"))
         return unmet
 
     def _unresolved_import(
-        self, target: str | None, occurrence: Any, importer: str, after: Mapping[str, str]
+        self, occurrence: SymbolOccurrence, importer: str, after: Mapping[str, str]
     ) -> str | None:
-        if occurrence.kind != "import" or occurrence.symbol_kind != "name" or not target:
+        if occurrence.kind != "import" or occurrence.symbol_kind != "name":
             return None
-        full = resolve_import_target(target, importer)
+        if not occurrence.target:
+            return None
+        full = resolve_import_target(occurrence.target, importer)
         module, _, name = full.rpartition(".")
         source = self._module_text(module, after)
         if source is None or self._module_text(full, after) is not None:

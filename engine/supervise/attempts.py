@@ -436,9 +436,6 @@ class AttemptLoop:
             goal_met=False,
         )
 
-    def held_tasks(self) -> list[str]:
-        return list(self._held)
-
     def commit_held(self, task_id: str) -> bool:
         """The user accepted a held task's change: write it like a verified one."""
         kept = self._held.pop(task_id, None)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import sqlite3
@@ -72,23 +73,25 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in (b"Z", b"X")
-
-
 def wait_until_gone(pids: set[int]) -> set[int]:
     """The pids still alive after the kernel had `CHILDREN_GONE_WITHIN_S` to deliver the
-    parent-death signal (polled; nothing is waited for when they are gone at once)."""
-    deadline = time.monotonic() + CHILDREN_GONE_WITHIN_S
-    left = {pid for pid in pids if alive(pid)}
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = {pid for pid in left if alive(pid)}
-    return left
+    parent-death signal: each exit is waited for on its pidfd (readable once the process has
+    terminated, reaped or not), so nothing is waited for when they are gone at once."""
+    watched: dict[int, int] = {}  # pidfd -> pid
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            watched[os.pidfd_open(pid)] = pid
+    try:
+        deadline = time.monotonic() + CHILDREN_GONE_WITHIN_S
+        while watched and (remaining := deadline - time.monotonic()) > 0:
+            exited, _, _ = select.select(list(watched), [], [], remaining)
+            for fd in exited:
+                os.close(fd)
+                del watched[fd]
+        return set(watched.values())
+    finally:
+        for fd in watched:
+            os.close(fd)
 
 
 def ledger_rows(workspace: Path, sql: str, *args: object) -> list[tuple[object, ...]]:

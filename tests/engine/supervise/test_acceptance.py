@@ -213,43 +213,27 @@ async def test_write_tests_needs_new_passing_tests_that_execute_the_target(
     arguments = {"template": "write-tests", "symbol": "total", "test_path": "tests/test_pricing.py"}
     paths = ["pricing.py", "tests/test_pricing.py"]
     before = {"pricing.py": PRICING}
-    good = dict(
-        before,
-        **{
-            "tests/test_pricing.py": "from pricing import total\n\n"
-            "def test_total():\n    assert total([1, 2]) == 3\n\n"
-            "def test_discount():\n    assert total([10], 0.5) == 5\n"
-        },
+
+    async def with_tests(text: str) -> Verdict:
+        after = dict(before, **{"tests/test_pricing.py": text})
+        return await judge(judge_, "llm", before, after, paths=paths, arguments=arguments)
+
+    passed = await with_tests(
+        "from pricing import total\n\n"
+        "def test_total():\n    assert total([1, 2]) == 3\n\n"
+        "def test_discount():\n    assert total([10], 0.5) == 5\n"
     )
-    passed = await judge(judge_, "llm", before, good, paths=paths, arguments=arguments)
     assert passed.kind == "passed", passed.findings
-    off_target = dict(
-        before,
-        **{
-            "tests/test_pricing.py": "from pricing import unused\n\n"
-            "def test_unused():\n    assert unused(2) == 4\n"
-        },
+    missed = await with_tests(
+        "from pricing import unused\n\ndef test_unused():\n    assert unused(2) == 4\n"
     )
-    missed = await judge(judge_, "llm", before, off_target, paths=paths, arguments=arguments)
     assert [f.code for f in missed.findings] == ["acceptance:coverage"]
-    failing = dict(
-        before,
-        **{
-            "tests/test_pricing.py": "from pricing import total\n\n"
-            "def test_total():\n    assert total([1, 2]) == 4\n"
-        },
+    red = await with_tests(
+        "from pricing import total\n\ndef test_total():\n    assert total([1, 2]) == 4\n"
     )
-    red = await judge(judge_, "llm", before, failing, paths=paths, arguments=arguments)
     assert [f.code for f in red.findings] == ["acceptance:tests"]
-    broken_import = dict(
-        before,
-        **{
-            "tests/test_pricing.py": "from pricing import no_such_thing\n\n"
-            "def test_total():\n    assert no_such_thing() == 4\n"
-        },
-    )
-    uncollected = await judge(
-        judge_, "llm", before, broken_import, paths=paths, arguments=arguments
+    uncollected = await with_tests(
+        "from pricing import no_such_thing\n\ndef test_total():\n    assert no_such_thing() == 4\n"
     )
     assert [f.code for f in uncollected.findings] == ["acceptance:tests"]
 

@@ -201,30 +201,27 @@ async def test_a_harmless_test_change_is_held_until_the_user_accepts_it(pinned: 
     assert "test_digest_is_hex" in (pinned / "tests/test_store.py").read_text()
 
 
-async def test_an_unaccepted_held_change_is_never_written(pinned: Path) -> None:
-    swarm = editing_swarm(pinned, weaken=False)
+async def harmless_edit_ends(root: Path, **settings: object) -> TaskState:
+    """The final state of a format task whose agent also adds a test (then the swarm stops)."""
+    swarm = editing_swarm(root, weaken=False, **settings)
     await swarm.start()
     try:
         plan_id = await swarm.submit(
             DelegationRequest(instruction="format", kind="format", path="app/store.py")
         )
-        assert await swarm.wait(plan_id, timeout=300) == TaskState.HELD
+        return await swarm.wait(plan_id, timeout=300)
     finally:
         await swarm.stop()
+
+
+async def test_an_unaccepted_held_change_is_never_written(pinned: Path) -> None:
+    assert await harmless_edit_ends(pinned) == TaskState.HELD
     assert (pinned / "app/store.py").read_text() == STORE
     assert (pinned / "tests/test_store.py").read_text() == TEST_STORE
 
 
 async def test_allowing_test_changes_keeps_the_harmless_one(pinned: Path) -> None:
-    swarm = editing_swarm(pinned, weaken=False, allowTestChanges=True)
-    await swarm.start()
-    try:
-        plan_id = await swarm.submit(
-            DelegationRequest(instruction="format", kind="format", path="app/store.py")
-        )
-        assert await swarm.wait(plan_id, timeout=300) == TaskState.VERIFIED
-    finally:
-        await swarm.stop()
+    assert await harmless_edit_ends(pinned, allowTestChanges=True) == TaskState.VERIFIED
     assert "The hex digest" in (pinned / "app/store.py").read_text()
 
 
