@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from delegation_machine.engine.agents.builtin.semgrep_fixes import shared_fix_scan
 from delegation_machine.engine.agents.factory import AgentFactory, SwarmAgents
 from delegation_machine.engine.config import (
     SwarmConfig,
@@ -151,6 +152,7 @@ class Swarm:
                 files, changed, task_id=None, level="quick"
             ),
             trajectory=self._record_event,
+            fix_scan=shared_fix_scan(self.checker.runner.semgrep),  # one warm semgrep for all
         )
         self.attempts = AttemptLoop(
             board=self.board,

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from delegation_machine.engine.agents.base import Agent, AgentFailure
 from delegation_machine.engine.agents.builtin import create_builtin_agent
+from delegation_machine.engine.agents.builtin.semgrep_fixes import ScanTexts
 from delegation_machine.engine.agents.llm import LLMAgent
 from delegation_machine.engine.agents.llm_tools import Checker
 from delegation_machine.engine.economy import Economy
@@ -55,8 +56,10 @@ class SwarmAgents:
         busy_agents: Callable[[str], set[str]],
         checker: Checker | None,
         trajectory: Callable[[Event], None] | None,
+        fix_scan: ScanTexts | None = None,
     ) -> None:
         self._root = root
+        self._fix_scan = fix_scan
         self._worker_ids = list(worker_ids)
         self._economy = economy
         self._model = model
@@ -78,7 +81,9 @@ class SwarmAgents:
 
     def create(self, kind: str, agent_id: str) -> Agent:
         if kind in BUILTIN_KINDS:
-            return create_builtin_agent(kind, agent_id, workspace_root=self._root)
+            return create_builtin_agent(
+                kind, agent_id, workspace_root=self._root, fix_scan=self._fix_scan
+            )
         if kind == "llm" and self._model.session is not None:
             return self._create_llm_agent(agent_id)
         raise AgentFailure(f"no agent can run tasks of kind {kind!r}")

@@ -29,6 +29,7 @@ from delegation_machine.engine.supervise.sandbox import (
 )
 from delegation_machine.engine.supervise.semgrep_worker import (
     RuleTraits,
+    SemgrepResult,
     SemgrepWorker,
     WorkerUnavailable,
 )
@@ -121,7 +122,9 @@ class SemgrepScanner:
     """Scans changed files: through the warm worker when it is ready, else one batched CLI run.
 
     With `warm=True` a Supervisor keeps one `semgrep lsp` worker alive (restarted on a crash,
-    replaced when the rule files change, after the rules passed one batch validation scan).
+    replaced when the rule files change, after the rules passed one batch validation scan); a
+    scan that arrives while the worker is starting waits for it rather than paying a cold
+    semgrep start of its own. The fix agents share the worker through `autofix_matches`.
     """
 
     def __init__(
@@ -193,8 +196,8 @@ class SemgrepScanner:
         self, files: Mapping[str, str], scanned: Sequence[str], configs: Sequence[str]
     ) -> list[Finding] | None:
         """The warm worker's findings, or None to fall back to a batch scan."""
-        worker = self._current_worker(configs)
-        if worker is None or not worker.ready:
+        worker = await self._ready_worker(configs)
+        if worker is None:
             return None
         try:
             findings = await worker.scan(files, scanned)
@@ -203,6 +206,39 @@ class SemgrepScanner:
             return None
         self.warm_scans += 1
         return findings
+
+    async def autofix_matches(self, texts: Mapping[str, str]) -> list[SemgrepResult] | None:
+        """Every match in `texts` with its rule's fix, from the warm worker with these rules;
+        None when the warm path cannot answer (the caller scans with the CLI instead)."""
+        configs = self.rules.refresh()
+        if not self.warm or not configs:
+            return None
+        worker = await self._ready_worker(configs)
+        if worker is None:
+            return None
+        try:
+            matches = await worker.autofixes(texts, list(texts))
+        except WorkerUnavailable as exc:
+            log.warning("semgrep worker unavailable, fixing with a batch scan: %s", exc)
+            return None
+        self.warm_scans += 1
+        return matches
+
+    def rule_files(self) -> list[Path]:
+        """The prepared rule files (bundled, the workspace's and configured ones)."""
+        return [self.rules.folder / name for name in self.rules.refresh()]
+
+    async def _ready_worker(self, configs: Sequence[str]) -> SemgrepWorker | None:
+        """The worker for these rules once it is ready; None when it cannot be (given up,
+        supervision ended, or not ready within its start timeout)."""
+        worker = self._current_worker(configs)
+        if worker is None:
+            return None
+        if worker.ready:
+            return worker
+        if self._supervision is None or self._supervision.done():
+            return None
+        return worker if await worker.wait_ready(worker.start_timeout_s) else None
 
     def _current_worker(self, configs: Sequence[str]) -> SemgrepWorker | None:
         """The worker for the current rules; (re)starts its supervisor when rules changed."""

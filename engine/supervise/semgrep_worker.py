@@ -4,6 +4,8 @@ Owns the worker process, its JSON-RPC connection and a private mirror folder (se
 language server scans files on disk, so each scan writes the texts to a fresh sub-folder of
 the mirror, announces them with didCreateFiles/didOpen, collects publishDiagnostics for exactly
 those URIs, then deletes them; fresh URIs make a late diagnostic of an older scan harmless).
+The same scan serves the fix agents: `autofixes` also asks for each file's code actions, whose
+"Apply autofix" edits are the rules' fixes, so fixing a file costs no semgrep start-up.
 Invariant: anything unexpected raises `WorkerUnavailable`; the caller then falls back to the
 batch CLI scan, so a warm-path failure can never turn into "passed".
 """
@@ -16,9 +18,11 @@ import enum
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,21 @@ from delegation_machine.engine.supervise.sandbox import (
 log = logging.getLogger(__name__)
 
 _LSP_SEVERITY: dict[int, Severity] = {1: "error", 2: "warning", 3: "information", 4: "hint"}
+# The title semgrep's language server gives the code action that applies a rule's fix.
+_AUTOFIX_TITLE = re.compile(r"Semgrep\((.+)\): Apply autofix")
+
+
+@dataclass(frozen=True)
+class SemgrepResult:
+    """One match with its fix: `start_byte`/`end_byte` index the UTF-8 bytes of the text."""
+
+    path: str
+    rule_id: str
+    line: int
+    start_byte: int
+    end_byte: int
+    message: str
+    fix: str | None
 
 
 class WorkerUnavailable(RuntimeError):
@@ -250,6 +269,37 @@ class SemgrepWorker:
 
     async def scan(self, files: Mapping[str, str], paths: Sequence[str]) -> list[Finding]:
         """Findings for `paths`; raises WorkerUnavailable when the worker cannot answer."""
+        diagnostics, _ = await self._exchange(files, paths, with_fixes=False)
+        return [
+            self._finding(rel, files[rel], diagnostic)
+            for rel, found in diagnostics.items()
+            for diagnostic in found
+        ]
+
+    async def autofixes(
+        self, files: Mapping[str, str], paths: Sequence[str]
+    ) -> list[SemgrepResult]:
+        """Every match in `paths` with the rule's fix where it has one (the CLI's `--autofix`
+        replacements, from the worker's code actions); raises WorkerUnavailable."""
+        diagnostics, actions = await self._exchange(files, paths, with_fixes=True)
+        results: list[SemgrepResult] = []
+        for rel, found in diagnostics.items():
+            data = files[rel].encode("utf-8")
+            line_starts = _line_starts(data)
+            fixes = _autofix_edits(actions.get(rel, []), line_starts, len(data))
+            for diagnostic in found:
+                rule_id = str(diagnostic.get("code", "unknown"))
+                start = _byte_offset(diagnostic["range"]["start"], line_starts, len(data))
+                end = _byte_offset(diagnostic["range"]["end"], line_starts, len(data))
+                fix = fixes.pop((rule_id, start, end), None)
+                message = str(diagnostic.get("message", "")).strip()
+                line = int(diagnostic["range"]["start"]["line"]) + 1
+                results.append(SemgrepResult(rel, rule_id, line, start, end, message, fix))
+        return results
+
+    async def _exchange(
+        self, files: Mapping[str, str], paths: Sequence[str], *, with_fixes: bool
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
         if not self._ready.is_set():
             raise WorkerUnavailable(f"semgrep worker is {self.state.value}")
         async with self._lock:
@@ -260,7 +310,7 @@ class SemgrepWorker:
             folder = mirror / f"scan-{self.scans}"
             try:
                 async with asyncio.timeout(self.scan_timeout_s):
-                    return await self._scan_in(connection, folder, files, paths)
+                    return await self._scan_in(connection, folder, files, paths, with_fixes)
             except TimeoutError as exc:
                 raise WorkerUnavailable(
                     f"semgrep worker timed out ({self.scan_timeout_s} s)"
@@ -274,7 +324,9 @@ class SemgrepWorker:
         folder: Path,
         files: Mapping[str, str],
         paths: Sequence[str],
-    ) -> list[Finding]:
+        with_fixes: bool,
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+        """Per path its raw diagnostics and (`with_fixes`) the code actions offered on them."""
         uris: dict[str, str] = {}
         for rel in paths:
             target = folder / rel
@@ -289,11 +341,14 @@ class SemgrepWorker:
             for rel, uri in uris.items():
                 document = {"uri": uri, "languageId": "", "version": 1, "text": files[rel]}
                 connection.notify("textDocument/didOpen", {"textDocument": document})
-            findings: list[Finding] = []
-            for rel, future in waiting.items():
-                for diagnostic in await future:
-                    findings.append(self._finding(rel, files[rel], diagnostic))
-            return findings
+            diagnostics = {rel: await future for rel, future in waiting.items()}
+            actions: dict[str, list[dict[str, Any]]] = {}
+            for rel, found in diagnostics.items():
+                if with_fixes and found:
+                    actions[rel] = await self._code_actions(
+                        connection, uris[rel], files[rel], found
+                    )
+            return diagnostics, actions
         finally:
             for uri in uris.values():
                 connection.forget(uri)
@@ -301,6 +356,32 @@ class SemgrepWorker:
             connection.notify(
                 "workspace/didDeleteFiles", {"files": [{"uri": u} for u in uris.values()]}
             )
+
+    async def _code_actions(
+        self,
+        connection: _Connection,
+        uri: str,
+        text: str,
+        diagnostics: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        whole = {
+            "start": {"line": 0, "character": 0},
+            "end": {"line": text.count("\n") + 1, "character": 0},
+        }
+        answer = await connection.request(
+            "textDocument/codeAction",
+            {"textDocument": {"uri": uri}, "range": whole, "context": {"diagnostics": diagnostics}},
+        )
+        if not isinstance(answer, list):
+            raise WorkerUnavailable(f"semgrep lsp answered codeAction with {type(answer).__name__}")
+        edits: list[dict[str, Any]] = []
+        for action in answer:
+            title = str(action.get("title", "")) if isinstance(action, dict) else ""
+            match = _AUTOFIX_TITLE.fullmatch(title)
+            changes = action.get("edit", {}).get("changes", {}) if match else {}
+            for edit in changes.get(uri, []):
+                edits.append({"rule_id": match.group(1) if match else "", **edit})
+        return edits
 
     def _finding(self, rel: str, text: str, diagnostic: Mapping[str, Any]) -> Finding:
         rule_id = str(diagnostic.get("code", "unknown"))
@@ -389,3 +470,32 @@ def _point(position: Mapping[str, Any], lines: list[str]) -> Point:
         return Point(line, 0)
     encoded = lines[line].encode("utf-8")
     return Point(line, len(encoded[:byte_column].decode("utf-8", errors="replace")))
+
+
+def _line_starts(data: bytes) -> list[int]:
+    starts = [0]
+    position = data.find(b"\n")
+    while position != -1:
+        starts.append(position + 1)
+        position = data.find(b"\n", position + 1)
+    return starts
+
+
+def _byte_offset(position: Mapping[str, Any], line_starts: list[int], size: int) -> int:
+    """semgrep lsp positions count UTF-8 bytes within the line: the offset into the bytes."""
+    line = int(position["line"])
+    if line >= len(line_starts):
+        return size
+    return min(line_starts[line] + int(position["character"]), size)
+
+
+def _autofix_edits(
+    edits: Sequence[Mapping[str, Any]], line_starts: list[int], size: int
+) -> dict[tuple[str, int, int], str]:
+    """(rule id, start byte, end byte) -> the replacement the rule's fix puts there."""
+    fixes: dict[tuple[str, int, int], str] = {}
+    for edit in edits:
+        start = _byte_offset(edit["range"]["start"], line_starts, size)
+        end = _byte_offset(edit["range"]["end"], line_starts, size)
+        fixes[(str(edit["rule_id"]), start, end)] = str(edit.get("newText", ""))
+    return fixes

@@ -19,6 +19,7 @@ from delegation_machine.engine.agents.builtin.rename import (
     RenameRefused,
     parse_rename_arguments,
 )
+from delegation_machine.engine.agents.builtin.semgrep_fixes import ScanTexts
 
 __all__ = [
     "FixAgent",
@@ -48,11 +49,17 @@ def builtin_agent_kinds() -> dict[str, type]:
     return dict(_KINDS)
 
 
-def create_builtin_agent(kind: str, agent_id: str, *, workspace_root: Path) -> Agent:
-    """A new built-in agent of `kind`, e.g. create_builtin_agent("fix", "builtin:fix-1", ...)."""
+def create_builtin_agent(
+    kind: str, agent_id: str, *, workspace_root: Path, fix_scan: ScanTexts | None = None
+) -> Agent:
+    """A new built-in agent of `kind`, e.g. create_builtin_agent("fix", "builtin:fix-1", ...).
+
+    `fix_scan` is the semgrep scan a `fix` agent uses (the swarm shares its warm worker)."""
     agent_class = _KINDS.get(kind)
     if agent_class is None:
         known = ", ".join(sorted(_KINDS))
         raise UnknownAgentKind(f"no built-in agent of kind {kind!r}; built-in kinds: {known}")
+    if agent_class is FixAgent:
+        return FixAgent(agent_id, workspace_root=Path(workspace_root), scan=fix_scan)
     agent: Agent = agent_class(agent_id, workspace_root=Path(workspace_root))
     return agent

@@ -1,7 +1,9 @@
 """FixAgent (kind "fix"): the bundled semgrep rules' autofixes, then ruff's safe fixes.
 
-Owns turning one snapshot of Python files into one Mutation per changed file. Invariants: it
-never writes the workspace (semgrep scans a private temporary copy, ruff reads stdin); every
+Owns turning one snapshot of Python files into one Mutation per changed file. In a swarm the
+matches come from the supervisor's warm semgrep worker (the scan it is given), alone from one
+CLI scan per task. Invariants: it never writes the workspace (semgrep sees a private copy,
+ruff reads stdin); every
 file it changes parses before and after (a file that does not parse is left alone, and a fix
 that would break a file is dropped; the notes say which); in a test file, no fix touches an
 assertion (a fix that rewrote a test's expected value would change what judges it).
@@ -23,13 +25,15 @@ from delegation_machine.engine.agents.base import (
 from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_safe_fixes
 from delegation_machine.engine.agents.builtin.semgrep_fixes import (
     FixOutcome,
-    SemgrepResult,
+    ScanTexts,
     apply_semgrep_fixes,
+    cli_fix_scan,
 )
 from delegation_machine.engine.agents.builtin.targets import python_targets, skipped_non_python
 from delegation_machine.engine.protocol import Mutation, TextEdit
 from delegation_machine.engine.supervise.affected import is_test_file
 from delegation_machine.engine.supervise.integrity import assertion_lines
+from delegation_machine.engine.supervise.semgrep_worker import SemgrepResult
 
 
 class FixAgent:
@@ -44,11 +48,14 @@ class FixAgent:
         workspace_root: Path,
         rule_paths: Sequence[Path] | None = None,
         timeout_s: float = 180.0,
+        scan: ScanTexts | None = None,
     ) -> None:
+        """`scan` finds the matches (default: one CLI run over `rule_paths`, else the
+        bundled rules); `rule_paths` is ignored when `scan` is given."""
         self.agent_id = agent_id
         self.workspace_root = workspace_root
-        self.rule_paths = list(rule_paths) if rule_paths is not None else None
         self.timeout_s = timeout_s
+        self.scan = scan if scan is not None else cli_fix_scan(rule_paths, timeout_s)
 
     async def run(self, work: AgentWork) -> AgentResult:
         targets = python_targets(work)
@@ -59,9 +66,7 @@ class FixAgent:
         if not targets:
             return AgentResult(notes="\n".join([*notes, "no Python files to fix"]))
         outcome = await apply_semgrep_fixes(
-            {rel: version.text for rel, version in targets.items()},
-            rule_paths=self.rule_paths,
-            timeout_s=self.timeout_s,
+            {rel: version.text for rel, version in targets.items()}, self.scan
         )
         mutations: list[Mutation] = []
         for rel, version in targets.items():

@@ -1,7 +1,9 @@
 """semgrep's autofixes as a text-to-text function over a set of file texts.
 
-Owns scanning texts with the bundled rules in a private temporary copy (never the workspace)
-and splicing each result's `extra.fix` over its match. semgrep reports UTF-8 byte offsets,
+Owns the two ways to find the matches and their fixes — the supervisor's warm `semgrep lsp`
+worker (`shared_fix_scan`, the swarm's way: no semgrep start-up per task) or one CLI scan of a
+private temporary copy (`scan_texts`, never the workspace) — and splicing each fix over its
+match. semgrep reports UTF-8 byte offsets,
 so fixes are spliced into the encoded bytes and the result decoded again; callers diff the
 texts to get code-point edits. Overlapping fixes are never spliced together: the later one
 waits for the next pass, which scans the already-fixed text again.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,22 +22,14 @@ from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.agents.builtin.tools import last_lines, locate_tool, run_tool
 from delegation_machine.engine.rules import bundled_rule_id, bundled_semgrep_rules
 from delegation_machine.engine.state.scratch import scratch_folder
+from delegation_machine.engine.supervise.semgrep import SemgrepScanner
+from delegation_machine.engine.supervise.semgrep_worker import SemgrepResult
 
 SEMGREP_OFFLINE_ENV = {"SEMGREP_ENABLE_VERSION_CHECK": "0", "SEMGREP_SEND_METRICS": "off"}
 MAX_FIX_PASSES = 3
 
-
-@dataclass(frozen=True)
-class SemgrepResult:
-    """One finding: `start_byte`/`end_byte` index the UTF-8 bytes of the scanned text."""
-
-    path: str
-    rule_id: str
-    line: int
-    start_byte: int
-    end_byte: int
-    message: str
-    fix: str | None
+# Every match (with its fix, if the rule has one) in the given texts, keyed by relative path.
+ScanTexts = Callable[[Mapping[str, str]], Awaitable[list[SemgrepResult]]]
 
 
 @dataclass
@@ -123,17 +117,34 @@ def splice_fixes(text: str, results: Sequence[SemgrepResult]) -> tuple[str, list
     return data.decode("utf-8"), [result.rule_id for result in chosen], waited
 
 
-async def apply_semgrep_fixes(
-    texts: Mapping[str, str],
-    *,
-    rule_paths: Sequence[Path] | None = None,
-    timeout_s: float = 180.0,
-) -> FixOutcome:
+def cli_fix_scan(rule_paths: Sequence[Path] | None = None, timeout_s: float = 180.0) -> ScanTexts:
+    """Scanning with one semgrep CLI run per call (the rules given, else the bundled ones)."""
+
+    async def scan(texts: Mapping[str, str]) -> list[SemgrepResult]:
+        return await scan_texts(texts, rule_paths=rule_paths, timeout_s=timeout_s)
+
+    return scan
+
+
+def shared_fix_scan(scanner: SemgrepScanner, timeout_s: float = 180.0) -> ScanTexts:
+    """Scanning through `scanner`'s warm worker, with its rules; when the worker cannot answer
+    (not installed, crashed, rules it refused) one CLI run with the same rules does."""
+
+    async def scan(texts: Mapping[str, str]) -> list[SemgrepResult]:
+        warm = await scanner.autofix_matches(texts)
+        if warm is not None:
+            return warm
+        return await scan_texts(texts, rule_paths=scanner.rule_files(), timeout_s=timeout_s)
+
+    return scan
+
+
+async def apply_semgrep_fixes(texts: Mapping[str, str], scan: ScanTexts) -> FixOutcome:
     """Scan, splice every available fix, and rescan files whose fixes overlapped."""
     outcome = FixOutcome(texts=dict(texts))
     pending = dict(texts)
     for _ in range(MAX_FIX_PASSES):
-        results = await scan_texts(pending, rule_paths=rule_paths, timeout_s=timeout_s)
+        results = await scan(pending)
         outcome.scans += 1
         by_path: dict[str, list[SemgrepResult]] = {}
         for result in results:

@@ -19,9 +19,10 @@ from delegation_machine.engine.agents.base import (
     edits_from_texts,
 )
 from delegation_machine.engine.agents.builtin import FixAgent
-from delegation_machine.engine.agents.builtin.semgrep_fixes import SemgrepResult, splice_fixes
+from delegation_machine.engine.agents.builtin.semgrep_fixes import splice_fixes
 from delegation_machine.engine.protocol import TextEdit
 from delegation_machine.engine.rules import bundled_rule_id
+from delegation_machine.engine.supervise.semgrep_worker import SemgrepResult
 
 from .support import (
     apply_mutations,
