@@ -4,8 +4,9 @@ Builds and wires, for one workspace: the ledger, the CodeCRDT state, the symbol 
 notice stream, the task board, the ring and the dispatcher, the document intake, the planner,
 the agent factory, the change checker, the attempt loop and the economy; starts and stops
 them; and offers the public surface as thin delegations: `submit`, `cancel`, `accept`,
-`reject`, `retry`, `escalate`, `status`, `events`, `subscribe`, and `documents` for document
-sync. Everything it builds lives on one asyncio event loop, which owns all mutable state.
+`reject`, per-hunk `hunks` / `accept_hunk` / `reject_hunk`, `retry`, `escalate`, `status`,
+`events`, `subscribe`, and `documents` for document sync. Everything it builds lives on one
+asyncio event loop, which owns all mutable state.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ from delegation_machine.engine.ring import RingBuffer
 from delegation_machine.engine.rules import workspace_semgrep_rules
 from delegation_machine.engine.schedule.board import (
     AgentActivity,
+    PlanRecord,
     PlanSummary,
     TaskBoard,
     TaskSummary,
 )
 from delegation_machine.engine.schedule.dispatch import Dispatcher, DispatchStatus, WorkerSpec
 from delegation_machine.engine.schedule.interrupted import InterruptedPlan, abandon_interrupted
-from delegation_machine.engine.state import StateError, WorkspaceState
+from delegation_machine.engine.state import PendingHunk, StateError, WorkspaceState
 from delegation_machine.engine.supervise.acceptance import AcceptanceJudge
 from delegation_machine.engine.supervise.attempts import AttemptLoop, describe_attempts
 from delegation_machine.engine.supervise.change import ChangeChecker
@@ -370,6 +372,77 @@ class Swarm:
         self.board.close_plan(task_id, TaskState.REJECTED, paths=sorted(restored))
         return plan.state
 
+    # --- per-hunk review (engine/state/hunks.py) -------------------------------------------
+
+    def hunks(self, task_id: str | None = None, path: str | None = None) -> list[PendingHunk]:
+        """Pending hunks of one plan (or of every finished, unsettled plan), in one file or
+        all; `task_id` of each is its plan's id."""
+        if task_id is not None:
+            plans = [self.board.plan(task_id)]
+        else:
+            plans = [
+                plan
+                for summary in self.board.plan_summaries()
+                if (plan := self.board.plan(summary.plan_id)).state.finished
+                and plan.state not in (TaskState.ACCEPTED, TaskState.REJECTED)
+            ]
+        rel = self.state.resolve(path) if path is not None else None
+        return [
+            msgspec.structs.replace(hunk, task_id=plan.plan_id)
+            for plan in plans
+            for hunk in self.state.hunks(plan.task_ids, rel)
+        ]
+
+    async def accept_hunk(self, task_id: str, hunk_id: str) -> TaskState:
+        """Keep one hunk of a finished plan; the plan settles once its last hunk is decided."""
+        plan = self._reviewable(task_id)
+        hunk = self._decide(plan.task_ids, hunk_id, self.state.accept_hunk)
+        self.ledger.record("hunk.accepted", task_id=plan.plan_id, **_hunk_payload(hunk))
+        return await self._settle_when_reviewed(plan.plan_id)
+
+    async def reject_hunk(self, task_id: str, hunk_id: str) -> TaskState:
+        """Undo exactly one hunk of a finished plan, keeping everything typed inside and
+        beside it; the plan settles once its last hunk is decided."""
+        plan = self._reviewable(task_id)
+        hunk = self._decide(plan.task_ids, hunk_id, self.state.reject_hunk)
+        self.ledger.record("hunk.rejected", task_id=plan.plan_id, **_hunk_payload(hunk))
+        self.documents.restored([hunk.path])
+        return await self._settle_when_reviewed(plan.plan_id)
+
+    def _reviewable(self, task_id: str) -> PlanRecord:
+        plan = self.board.plan(task_id)
+        if not plan.state.finished:
+            raise DelegationError(f"task {task_id} is still {plan.state.value}; wait or cancel")
+        if plan.state in (TaskState.ACCEPTED, TaskState.REJECTED):
+            raise DelegationError(f"task {task_id} is {plan.state.value} already")
+        return plan
+
+    @staticmethod
+    def _decide(
+        task_ids: Sequence[str],
+        hunk_id: str,
+        decide: Callable[[Sequence[str], str], PendingHunk],
+    ) -> PendingHunk:
+        try:
+            return decide(task_ids, hunk_id)
+        except StateError as exc:
+            raise DelegationError(exc.reason) from None
+
+    async def _settle_when_reviewed(self, plan_id: str) -> TaskState:
+        """With every hunk decided, the plan is accepted (if any hunk was) or rejected."""
+        plan = self.board.plan(plan_id)
+        if self.state.hunks(plan.task_ids):
+            return plan.state
+        if self.ledger.events(task_id=plan_id, kinds=["hunk.accepted"], limit=1):
+            return await self.accept(plan_id)
+        rejected = {
+            e.payload["task"] for e in self.ledger.events(task_id=plan_id, kinds=["hunk.rejected"])
+        }
+        for record in self.board.plan_tasks(plan_id):
+            if record.spec.task_id in rejected and record.agent and record.agent != SUPERVISOR:
+                self.economy.record_breakage(record.agent, USER_PEER)  # the user undid it all
+        return await self.reject(plan_id)
+
     async def retry(self, task_id: str) -> str:
         """Run the task's request again with fresh agents (closing its kind's breaker)."""
         plan = self.board.plan_of(task_id)
@@ -454,6 +527,16 @@ class Swarm:
         kinds: Sequence[str] | None = None,
     ) -> list[Event]:
         return self.ledger.events(since, task_id=task_id, kinds=kinds)
+
+
+def _hunk_payload(hunk: PendingHunk) -> dict[str, Any]:
+    return {
+        "hunk_id": hunk.hunk_id,
+        "task": hunk.task_id,
+        "path": hunk.path,
+        "start": hunk.start,
+        "end": hunk.end,
+    }
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -1,12 +1,13 @@
 """CodeCRDT: shared code state where the user, the disk and agents are peers of pycrdt Docs.
 
 Import everything from here: `WorkspaceState` (the facade), its value types and typed errors,
-the watchdog intake `WorkspaceWatcher`, and `restore_text` (file state at a ledger step).
+the watchdog intake `WorkspaceWatcher`, the per-hunk review's `PendingHunk`, and `restore_text` (file state at a ledger step).
 """
 
 from __future__ import annotations
 
 from delegation_machine.engine.protocol import Mutation, TextEdit
+from delegation_machine.engine.state.hunks import PendingHunk, UnknownHunk
 from delegation_machine.engine.state.replay import ReplayGap, restore_text
 from delegation_machine.engine.state.types import (
     DISK_ORIGIN,
@@ -40,10 +41,12 @@ __all__ = [
     "Mutation",
     "MutationRefused",
     "PathRefused",
+    "PendingHunk",
     "ReplayGap",
     "StateError",
     "TextChange",
     "TextEdit",
+    "UnknownHunk",
     "WorkspaceState",
     "WorkspaceWatcher",
     "agent_origin",

@@ -6,7 +6,9 @@ text; `history` keeps the code-point edits of the last `history_limit` versions 
 made against an older version can be rebased. Each pending agent task has an UndoManager that
 tracks only that task's origin, which is how reject removes exactly that task's edits; while
 the editor has the file open, one more tracks the user's edits since the last save, which is
-how closing a buffer without saving discards exactly what the editor discarded.
+how closing a buffer without saving discards exactly what the editor discarded. Each pending
+task also has a `HunkTracker` (engine/state/hunks.py) fed every committed change: once one of
+its hunks is decided, the rest of the task is undone hunk by hunk through it instead.
 Owned by the event loop thread (pycrdt Docs are not shared across threads here).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 from pycrdt import Doc, Text, TransactionEvent, UndoManager
 
 from delegation_machine.engine.protocol import TextEdit
+from delegation_machine.engine.state.hunks import HunkTracker, reject_hunk_origin
 from delegation_machine.engine.state.textdiff import rebase_through
 from delegation_machine.engine.state.types import (
     USER_ORIGIN,
@@ -66,6 +69,7 @@ class FileDocument:
         self.lsp_version: int | None = None
         self.task_undo: dict[str, UndoManager] = {}
         self.user_undo: UndoManager | None = None  # the user's edits since the last save
+        self.hunks: dict[str, HunkTracker] = {}  # task id -> its pending change, as hunks
         self._tracked_origins: set[str] = set()
         self._on_change = on_change
         self._on_update = on_update
@@ -114,6 +118,7 @@ class FileDocument:
             # one stack item per task (reject undoes all of it): merging is also far cheaper
             manager = UndoManager(scopes=[self.ytext], capture_timeout_millis=CAPTURE_FOREVER_MS)
             self.task_undo[task_id] = manager
+            self.hunks[task_id] = HunkTracker(task_id, self.rel, len(self.text))
         manager.include_origin(origin)
         self._tracked_origins.add(origin)
 
@@ -123,7 +128,12 @@ class FileDocument:
         if manager is None:
             return False
         self._forget_origins(task_id)
+        tracker = self.hunks.pop(task_id, None)
         version = self.version
+        if tracker is not None and tracker.decided:  # the undo stack still holds decided hunks
+            manager.clear()
+            self.apply_edits(tracker.rejection_edits(), reject_origin(task_id))
+            return self.version != version
         self._origin = reject_origin(task_id)
         with self._observing_deltas():
             while manager.can_undo():
@@ -135,8 +145,23 @@ class FileDocument:
         if manager is None:
             return False
         self._forget_origins(task_id)
+        self.hunks.pop(task_id, None)
         manager.clear()
         return True
+
+    def reject_hunk(self, task_id: str, label: int) -> bool:
+        """Undo one hunk of a pending task (`UnknownHunk` if it is not pending); True if the
+        text changed. From now on the task's undo goes through its hunks."""
+        edits = self.hunks[task_id].rejection_edits(label)
+        self.task_undo[task_id].clear()
+        version = self.version
+        self.apply_edits(edits, reject_hunk_origin(task_id, label))  # the tracker settles it
+        return self.version != version
+
+    def accept_hunk(self, task_id: str, label: int) -> None:
+        """Keep one hunk of a pending task for good (`UnknownHunk` if it is not pending)."""
+        self.hunks[task_id].accept(label)
+        self.task_undo[task_id].clear()
 
     def track_user_edits(self) -> None:
         """Record the user's edits from now on (the editor opened the file)."""
@@ -219,6 +244,8 @@ class FileDocument:
     def _commit_edits(self, edits: tuple[TextEdit, ...], origin: str) -> None:
         if not edits:
             return
+        for tracker in self.hunks.values():
+            tracker.observe(edits, self.text, origin)
         self.text = _apply_sorted(self.text, edits)
         self.version += 1
         self.history.append((self.version, edits))

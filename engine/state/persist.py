@@ -1,8 +1,8 @@
 """Crash-safe journal of every file's CRDT history under `.delegation/crdt/`.
 
 One append-only journal per file: length-prefixed msgpack records, each a Yjs v1 update with
-its transaction origin, or a marker (disk text synced, task accepted/rejected, the user's
-unsaved edits discarded). Replaying a
+its transaction origin, or a marker (disk text synced, task accepted/rejected, one hunk of a task accepted, the
+user's unsaved edits discarded; a rejected hunk is an update with its own origin). Replaying a
 journal into a fresh Doc, origin by origin, restores the text and every pending task's undo
 history, so unsaved agent edits to closed files survive a restart. A torn last record (crash
 mid-append) is ignored.
@@ -19,7 +19,7 @@ from typing import BinaryIO, Literal
 
 import msgspec
 
-RecordKind = Literal["update", "disk", "accept", "reject", "discard"]
+RecordKind = Literal["update", "disk", "accept", "reject", "discard", "accept-hunk"]
 
 
 class JournalRecord(msgspec.Struct, frozen=True, array_like=True):

@@ -27,6 +27,7 @@ from delegation_machine.engine.state.files import (
     read_regular_file,
     real_path,
 )
+from delegation_machine.engine.state.hunks import PendingHunk, UnknownHunk
 from delegation_machine.engine.state.leases import LeaseTable
 from delegation_machine.engine.state.owner import OwnerLock
 from delegation_machine.engine.state.persist import CrdtJournal, CrdtStore, JournalRecord
@@ -342,6 +343,61 @@ class WorkspaceState:
                 self._journal_marker(document, JournalRecord("accept", origin=task_id))
         return touched
 
+    # --- per-hunk review (engine/state/hunks.py) -------------------------------------------
+
+    def hunks(self, task_ids: Sequence[str], path: str | None = None) -> list[PendingHunk]:
+        """The pending hunks of these tasks (in one file, or all), by file and position."""
+        wanted = set(task_ids)
+        documents = [(path, self._docs.get(self.resolve(path)))] if path else self._docs.items()
+        found = [
+            hunk
+            for _, document in sorted(documents, key=lambda item: item[0])
+            if document is not None
+            for task_id, tracker in document.hunks.items()
+            if task_id in wanted
+            for hunk in tracker.hunks(document.text)
+        ]
+        return sorted(found, key=lambda h: (h.path, h.start, h.end, h.task_id))
+
+    def without_task(self, task_ids: Sequence[str], rel: str) -> str:
+        """The text of `rel` with these tasks' pending hunks rejected (keeps everyone else's
+        edits): what a review diffs the current text against."""
+        document = self._document(rel)
+        text = document.text
+        for task_id in task_ids:
+            tracker = document.hunks.get(task_id)
+            if tracker is not None:
+                text = tracker.without_task(text)
+        return text
+
+    def accept_hunk(self, task_ids: Sequence[str], hunk_id: str) -> PendingHunk:
+        """Keep one hunk for good (`UnknownHunk` unless it is pending for one of the tasks)."""
+        document, hunk, label = self._find_hunk(task_ids, hunk_id)
+        document.accept_hunk(hunk.task_id, label)
+        self._journal_marker(
+            document, JournalRecord("accept-hunk", origin=hunk.task_id, text=str(label))
+        )
+        return hunk
+
+    def reject_hunk(self, task_ids: Sequence[str], hunk_id: str) -> PendingHunk:
+        """Undo exactly one hunk: its insertions go, its deletions come back, and what anyone
+        else typed inside or beside it stays (`UnknownHunk` unless it is pending)."""
+        document, hunk, label = self._find_hunk(task_ids, hunk_id)
+        document.reject_hunk(hunk.task_id, label)
+        return hunk
+
+    def _find_hunk(
+        self, task_ids: Sequence[str], hunk_id: str
+    ) -> tuple[FileDocument, PendingHunk, int]:
+        for document in self._docs.values():
+            for task_id in task_ids:
+                tracker = document.hunks.get(task_id)
+                label = tracker.label_of(hunk_id) if tracker is not None else None
+                if tracker is not None and label is not None:
+                    hunk = next(h for h in tracker.hunks(document.text) if h.hunk_id == hunk_id)
+                    return document, hunk, label
+        raise UnknownHunk(f"no pending hunk {hunk_id!r} (decided already, or not this task's)")
+
     # --- subscribers -----------------------------------------------------------------------
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
@@ -506,6 +562,8 @@ class WorkspaceState:
                     document.disk_text = record.text
                 elif record.kind in ("accept", "reject"):
                     document.forget_task(record.origin)
+                elif record.kind == "accept-hunk" and record.origin in document.hunks:
+                    document.accept_hunk(record.origin, int(record.text))
         finally:
             self._replaying = False
         self._journals[document.rel] = journal
