@@ -21,7 +21,22 @@ STATUS = "delegation.status"
 RETRY = "delegation.retry"
 ESCALATE = "delegation.escalate"
 SHOW_TASK = "delegation.showTask"
-ALL_COMMANDS = (DELEGATE, CANCEL, ACCEPT, REJECT, STATUS, RETRY, ESCALATE, SHOW_TASK)
+ACCEPT_HUNK = "delegation.acceptHunk"
+REJECT_HUNK = "delegation.rejectHunk"
+HUNKS = "delegation.hunks"
+ALL_COMMANDS = (
+    DELEGATE,
+    CANCEL,
+    ACCEPT,
+    REJECT,
+    STATUS,
+    RETRY,
+    ESCALATE,
+    SHOW_TASK,
+    ACCEPT_HUNK,
+    REJECT_HUNK,
+    HUNKS,
+)
 # The engine's actions on a finding a task introduced (supervise/diagnostics.py) as commands.
 TASK_ACTION_COMMANDS: dict[TaskActionName, str] = {
     "retry": RETRY,
@@ -53,6 +68,20 @@ class TaskArguments(msgspec.Struct, frozen=True, rename="camel"):
     task_id: str
 
 
+class HunkArguments(msgspec.Struct, frozen=True, rename="camel"):
+    """`delegation.acceptHunk` / `delegation.rejectHunk`: one hunk of one task."""
+
+    task_id: str
+    hunk_id: str
+
+
+class HunkQuery(msgspec.Struct, frozen=True, rename="camel"):
+    """`delegation.hunks`: the pending hunks of one task, of one file, or of every task."""
+
+    task_id: str | None = None
+    uri: str | None = None
+
+
 class CommandArgumentError(ValueError):
     """A command was called with arguments that do not match its schema."""
 
@@ -69,4 +98,6 @@ def single_argument(command: str, arguments: tuple[Any, ...], type_: type[Any]) 
         raise CommandArgumentError(f"{command}: invalid arguments at {exc.path}: {exc}") from None
     if isinstance(value, DelegateArguments) and not value.instruction.strip():
         raise CommandArgumentError(f"{command}: `instruction` must not be empty")
+    if isinstance(value, HunkArguments) and not (value.task_id.strip() and value.hunk_id.strip()):
+        raise CommandArgumentError(f"{command}: `taskId` and `hunkId` must not be empty")
     return value

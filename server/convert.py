@@ -2,7 +2,8 @@
 
 Owns Finding -> Diagnostic (placed on the client's text when it differs from the checked
 one), LSP Range -> engine Span, TaskUpdate -> the `delegation/taskUpdated` payload, the
-`delegation.status` payload, and DelegateArguments -> DelegationRequest. Columns are
+`delegation.status` payload, DelegateArguments -> DelegationRequest, and a pending hunk ->
+its `Accept | Reject` code lenses and its `delegation.hunks` entry. Columns are
 converted between code points and the negotiated position encoding by `server.positions`.
 """
 
@@ -21,11 +22,17 @@ from delegation_machine.engine.protocol import (
     TaskUpdate,
     verdict_summary,
 )
+from delegation_machine.engine.state import PendingHunk
 from delegation_machine.engine.state.textdiff import diff_edits, map_position
 from delegation_machine.engine.supervise.diagnostics import TaskDiagnostic
 from delegation_machine.engine.swarm import SwarmStatus
 from delegation_machine.server import positions
-from delegation_machine.server.commands import DelegateArguments, WireRange
+from delegation_machine.server.commands import (
+    ACCEPT_HUNK,
+    REJECT_HUNK,
+    DelegateArguments,
+    WireRange,
+)
 
 SOURCE = "delegation-machine"
 
@@ -176,3 +183,40 @@ def status_payload(status: SwarmStatus) -> dict[str, Any]:
         for plan in status.plans
     ]
     return payload
+
+
+def hunk_range(hunk: PendingHunk, text: str, encoding: str) -> types.Range:
+    """The hunk's code-point range in `text` (the text it was read from) as an LSP Range."""
+    index = positions.LineIndex(text)
+    unit = positions.normalize_encoding(encoding)
+    start = index.position_of(hunk.start, unit)
+    end = index.position_of(hunk.end, unit)
+    return types.Range(types.Position(*start), types.Position(*end))
+
+
+def hunk_code_lenses(hunk: PendingHunk, text: str, encoding: str) -> list[types.CodeLens]:
+    """`Accept | Reject` above a pending hunk, each running its command on it."""
+    arguments = [{"taskId": hunk.task_id, "hunkId": hunk.hunk_id}]
+    where = hunk_range(hunk, text, encoding)
+    return [
+        types.CodeLens(
+            range=where, command=types.Command(title=title, command=command, arguments=arguments)
+        )
+        for title, command in (("Accept", ACCEPT_HUNK), ("Reject", REJECT_HUNK))
+    ]
+
+
+def hunk_payload(hunk: PendingHunk, text: str, encoding: str, uri: str) -> dict[str, Any]:
+    """One entry of `delegation.hunks`: where the hunk is, and its text before and after."""
+    where = hunk_range(hunk, text, encoding)
+    return {
+        "taskId": hunk.task_id,
+        "hunkId": hunk.hunk_id,
+        "uri": uri,
+        "range": {
+            "start": {"line": where.start.line, "character": where.start.character},
+            "end": {"line": where.end.line, "character": where.end.character},
+        },
+        "before": hunk.before,
+        "after": hunk.after,
+    }

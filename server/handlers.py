@@ -1,7 +1,8 @@
 """Every LSP handler of the server, registered in one place and kept thin.
 
 Owns the LSP contract of DESIGN.md §4: document sync into the CRDT, code actions titled
-`Delegate: …`, the `delegation.*` commands, configuration. Each handler converts, calls the
+`Delegate: …`, the `delegation.*` commands, the per-hunk review's `Accept | Reject` code
+lenses, configuration. Each handler converts, calls the
 session or the engine, and converts back; errors become clear JSON-RPC errors (and a
 `window/showMessage` where the user should see them) and the server keeps serving.
 """
@@ -53,6 +54,7 @@ def create_server() -> DelegationServer:
     _register_document_sync(server)
     _register_code_actions(server)
     _register_commands(server)
+    _register_hunk_review(server)
     return server
 
 
@@ -377,6 +379,77 @@ def _register_commands(server: DelegationServer) -> None:
     @server.command(commands.STATUS)
     async def status(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
         return convert.status_payload((await _running_swarm(ls)).status())
+
+
+# --- per-hunk review -----------------------------------------------------------------------
+
+
+def _hunk_payloads(ls: DelegationServer, swarm: Swarm, query: commands.HunkQuery) -> list[Any]:
+    rel = ls.rel_path(query.uri) if query.uri else None
+    texts: dict[str, str] = {}
+    payloads = []
+    for hunk in swarm.hunks(query.task_id, rel):
+        text = texts.setdefault(hunk.path, ls.text_of(hunk.path))
+        payloads.append(
+            convert.hunk_payload(hunk, text, ls.position_encoding, ls.uri_for(hunk.path))
+        )
+    return payloads
+
+
+def _register_hunk_review(server: DelegationServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
+    async def code_lens(
+        ls: DelegationServer, params: types.CodeLensParams
+    ) -> list[types.CodeLens] | None:
+        swarm = await _running_swarm(ls)
+        try:
+            rel = ls.rel_path(params.text_document.uri)
+            hunks = swarm.hunks(path=rel)
+            text = ls.text_of(rel) if hunks else ""
+        except (WorkspaceError, DelegationError) as exc:
+            log.info("no code lenses: %s", exc)
+            return None
+        return [
+            lens
+            for hunk in hunks
+            for lens in convert.hunk_code_lenses(hunk, text, ls.position_encoding)
+        ]
+
+    for name, method in (
+        (commands.ACCEPT_HUNK, "accept_hunk"),
+        (commands.REJECT_HUNK, "reject_hunk"),
+    ):
+        _register_hunk_command(server, name, method)
+
+    @server.command(commands.HUNKS)
+    async def hunks(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        swarm = await _running_swarm(ls)
+        try:
+            query = commands.single_argument(commands.HUNKS, arguments or ({},), commands.HunkQuery)
+        except commands.CommandArgumentError as exc:
+            raise _invalid(ls, str(exc)) from None
+        try:
+            return {"hunks": _hunk_payloads(ls, swarm, query)}
+        except WorkspaceError as exc:
+            raise _invalid(ls, str(exc)) from None
+        except DelegationError as exc:
+            raise _failed(ls, str(exc)) from None
+
+
+def _register_hunk_command(server: DelegationServer, name: str, method: str) -> None:
+    @server.command(name)
+    async def hunk_command(ls: DelegationServer, *arguments: Any) -> dict[str, Any]:
+        swarm = await _running_swarm(ls)
+        try:
+            args = commands.single_argument(name, arguments, commands.HunkArguments)
+        except commands.CommandArgumentError as exc:
+            raise _invalid(ls, str(exc)) from None
+        try:
+            state = await getattr(swarm, method)(args.task_id, args.hunk_id)
+        except DelegationError as exc:
+            raise _failed(ls, str(exc)) from None
+        ls.refresh_code_lenses()
+        return {"taskId": args.task_id, "hunkId": args.hunk_id, "state": state.value}
 
 
 async def _submit_with_progress(

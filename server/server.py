@@ -320,6 +320,8 @@ class DelegationServer(LanguageServer):
 
     def _on_task_update(self, update: TaskUpdate) -> None:
         self.protocol.notify(TASK_UPDATED, convert.task_updated_payload(update))
+        if update.state.finished:  # its hunks became reviewable, or were settled
+            self.refresh_code_lenses()
         token = self._progress_tokens.get(update.task_id)
         if token is None:
             if self._progress_setups:  # its progress may be being set up: keep it for that
@@ -401,6 +403,20 @@ class DelegationServer(LanguageServer):
         if answer is None or self.swarm is None or notice.task_id is None:
             return
         await self.swarm.resolve_escalation(notice.task_id, answer.title)
+
+    def refresh_code_lenses(self) -> None:
+        """Ask the client to re-request code lenses (the hunks changed), where it can."""
+        workspace = self.client_capabilities.workspace
+        lenses = workspace.code_lens if workspace is not None else None
+        if lenses is None or not lenses.refresh_support or self._stopping:
+            return
+        self.run_task(self._refresh_code_lenses(), name="code-lens-refresh")
+
+    async def _refresh_code_lenses(self) -> None:
+        try:
+            await self.workspace_code_lens_refresh_async(None)
+        except Exception as exc:  # the client's answer: an error reply or a lost link
+            log.info("client refused a code lens refresh: %s", exc)
 
     def show_message(self, text: str, kind: types.MessageType = types.MessageType.Info) -> None:
         self.window_show_message(types.ShowMessageParams(type=kind, message=text))

@@ -48,3 +48,17 @@ def test_task_commands_need_a_task_id() -> None:
     assert (
         single_argument("delegation.cancel", ({"taskId": "t-1"},), TaskArguments).task_id == "t-1"
     )
+
+
+def test_hunk_commands_need_a_task_and_a_hunk() -> None:
+    from delegation_machine.server.commands import HunkArguments, HunkQuery
+
+    args = single_argument(
+        "delegation.rejectHunk", ({"taskId": "t-1", "hunkId": "h-1"},), HunkArguments
+    )
+    assert (args.task_id, args.hunk_id) == ("t-1", "h-1")
+    with pytest.raises(CommandArgumentError, match="hunkId"):
+        single_argument("delegation.rejectHunk", ({"taskId": "t-1"},), HunkArguments)
+    with pytest.raises(CommandArgumentError, match="must not be empty"):
+        single_argument("delegation.acceptHunk", ({"taskId": " ", "hunkId": "h"},), HunkArguments)
+    assert single_argument("delegation.hunks", ({},), HunkQuery) == HunkQuery()
