@@ -219,15 +219,15 @@ class TaskBoard:
         if not record.state.finished:
             self._transition(record, TaskState.WAITING)
 
-    def start(self, task_id: str, agent: str | None) -> None:
-        """A worker's agent took the task."""
+    def start(self, task_id: str, agent: str | None, worker: str | None = None) -> None:
+        """A worker's agent took the task (the ledger's running event names the worker)."""
         record = self._tasks[task_id]
         if record.state.finished:
             return
         record.agent = agent
         if record.started is None:
             record.started = time.monotonic()
-        self._transition(record, TaskState.RUNNING)
+        self._transition(record, TaskState.RUNNING, **({"worker": worker} if worker else {}))
 
     def assign_agent(self, task_id: str, agent: str) -> None:
         """A fresh agent replaces the task's agent (the restart tier of recovery)."""
@@ -346,14 +346,17 @@ class TaskBoard:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _transition(self, record: TaskRecord, state: TaskState) -> None:
-        """Set a state the caller has checked may follow (a final state is never left)."""
+    def _transition(self, record: TaskRecord, state: TaskState, **payload: Any) -> None:
+        """Set a state the caller has checked may follow (a final state is never left);
+        `payload` joins the ledger's task.state event."""
         record.state = state
         task_id = record.spec.task_id
         for observer in self._observers:
             observer(task_id, state)
         if record.spec.plan_id in self._plans:
-            self._record("task.state", task_id=task_id, agent_id=record.agent, state=state.value)
+            self._record(
+                "task.state", task_id=task_id, agent_id=record.agent, state=state.value, **payload
+            )
             self._notify_task(record)
         elif state.finished:
             self._forget_oldest_unplanned(task_id)

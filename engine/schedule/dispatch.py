@@ -391,7 +391,7 @@ class Dispatcher:
         worker.running_cost = self._cost(task_id, worker)
         start = self._clock()
         agent = self._agent_for(spec, worker.spec) if self._agent_for is not None else None
-        self.board.start(task_id, agent)
+        self.board.start(task_id, agent, worker.spec.worker_id)
         try:
             ok = await self._run_task(spec, worker.spec)
         except Exception:

@@ -153,3 +153,15 @@ def test_any_interleaving_keeps_the_state_machine(ops: list[tuple[int, str]]) ->
             )
             assert plan.state == (order[0] if order else TaskState.VERIFIED)
             assert worst is None or plan.state != TaskState.VERIFIED
+
+
+def test_the_running_event_names_the_worker_that_took_the_task(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    board = TaskBoard(ledger)
+    board.add_plan("p", REQUEST, "fix", specs("p", 2))
+    board.start("p.0", "builtin:fix@worker-1", "worker-2")  # a fresh agent from another slot
+    board.start("p.1", "someone")
+    running = {e.task_id: e.payload for e in ledger.events(kinds=("task.state",))}
+    assert running["p.0"] == {"state": "running", "worker": "worker-2"}
+    assert running["p.1"] == {"state": "running"}
+    ledger.close()
