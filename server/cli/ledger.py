@@ -1,4 +1,5 @@
-"""`delegation-machine ledger show|replay|fork`: the event ledger and time travel over it."""
+"""`delegation-machine ledger show|replay|fork|report`: the event ledger, time travel over it,
+and the HTML picture of a past run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 
 from delegation_machine.engine.ledger import Ledger
 from delegation_machine.engine.memory.timetravel import ReplayError, TimeTravel
+from delegation_machine.server.report import ReportError, write_run_report
 
 
 def register(subparsers: Any) -> None:
@@ -20,10 +22,13 @@ def register(subparsers: Any) -> None:
         description=(
             "Read the workspace's ledger (.delegation/ledger.sqlite3). `show` lists events; "
             "`replay --step N` prints every file and agent as they were at step N; "
-            "`fork TASK --step N` starts a new task from that step."
+            "`fork TASK --step N` starts a new task from that step; "
+            "`report --out FILE.html` writes one self-contained page picturing a past run "
+            "(the schedule per worker, tokens, verdicts): the latest swarm session's plans, "
+            "or those named with --plan."
         ),
     )
-    parser.add_argument("action", choices=("show", "replay", "fork"))
+    parser.add_argument("action", choices=("show", "replay", "fork", "report"))
     parser.add_argument("task", nargs="?", default=None, help="the task to fork (fork only)")
     parser.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder")
     parser.add_argument("--ledger", type=Path, default=None, help="ledger file (overrides)")
@@ -33,6 +38,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--file", default=None, help="replay: print this file's text")
     parser.add_argument("--new-task", default=None, help="fork: id of the new task")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--plan",
+        dest="plan_ids",
+        action="append",
+        default=None,
+        metavar="PLAN_ID",
+        help="report: a plan to picture (repeatable; default: the latest session's plans)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="report: the HTML file to write")
     parser.set_defaults(handler=run_ledger)
 
 
@@ -45,6 +59,8 @@ def _open(args: argparse.Namespace) -> Ledger | None:
 
 
 def run_ledger(args: argparse.Namespace) -> int:
+    if args.action == "report":
+        return _report(args)
     ledger = _open(args)
     if ledger is None:
         return 2
@@ -133,4 +149,18 @@ def _fork(ledger: Ledger, args: argparse.Namespace) -> int:
             f"forked {forked.task_id} from {forked.parent_task} at step {forked.step} "
             f"(event {forked.event_seq}; {len(forked.workspace.files)} files)"
         )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if args.out is None:
+        print("delegation-machine ledger report: needs --out FILE.html", file=sys.stderr)
+        return 2
+    path = args.ledger or (args.workspace / ".delegation" / "ledger.sqlite3")
+    try:
+        written = write_run_report(Path(path), args.out, args.plan_ids)
+    except ReportError as exc:
+        print(f"delegation-machine ledger report: {exc}", file=sys.stderr)
+        return 2
+    print(f"run report: {written}")
     return 0
