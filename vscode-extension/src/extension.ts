@@ -5,7 +5,9 @@ import * as os from "node:os";
 import type { ExtensionContext, LogOutputChannel } from "vscode";
 import { delegateSelection, type ServerCommands, sendTaskVerb, showStatus } from "./common/commands";
 import { createTaskUpdateListener } from "./common/notifications";
-import { EXTENSION_NAME, ExtensionCommand, SETTINGS_SECTION } from "./common/constants";
+import { EXTENSION_NAME, ExtensionCommand, PRE_TASK_SCHEME, REVIEW_VIEW, SETTINGS_SECTION } from "./common/constants";
+import { ReviewTree } from "./common/review";
+import { decideHunk, preTaskContent, ReviewProvider, showHunkDiff } from "./common/reviewView";
 import { type ServerHandle, startServer } from "./common/server";
 import { describeServerCommand, resolveServerCommand, serverCommandProblem } from "./common/serverCommand";
 import { type ExtensionSettings, RESTART_SETTINGS, readSettings, settingsProblems } from "./common/settings";
@@ -86,7 +88,15 @@ export async function activate(context: ExtensionContext): Promise<void> {
       return server.execute(command, args);
     },
   };
-  const onTaskUpdated = createTaskUpdateListener(board, statusBar, log, commands);
+  const review = new ReviewProvider(new ReviewTree(board), commands, log, ExtensionCommand.showHunkDiff);
+  const refreshReview = () => void review.refresh();
+  const listener = createTaskUpdateListener(board, statusBar, log, commands);
+  const onTaskUpdated = (params: unknown) => {
+    const prompt = listener(params);
+    refreshReview(); // a finished task brings hunks to review, a settled one takes them away
+    return prompt;
+  };
+  const afterwards = <T>(work: Promise<T>): Promise<T> => work.finally(refreshReview);
   const restart = (): Promise<void> => {
     restarting = restarting.then(() => restartServer(log, onTaskUpdated));
     return restarting;
@@ -102,8 +112,20 @@ export async function activate(context: ExtensionContext): Promise<void> {
       }),
     ),
     vscodeapi.registerCommand(ExtensionCommand.cancelTask, (arg?: unknown) => sendTaskVerb(commands, board, log, "cancel", arg)),
-    vscodeapi.registerCommand(ExtensionCommand.acceptTask, (arg?: unknown) => sendTaskVerb(commands, board, log, "accept", arg)),
-    vscodeapi.registerCommand(ExtensionCommand.rejectTask, (arg?: unknown) => sendTaskVerb(commands, board, log, "reject", arg)),
+    vscodeapi.registerCommand(ExtensionCommand.acceptTask, (arg?: unknown) =>
+      afterwards(sendTaskVerb(commands, board, log, "accept", arg)),
+    ),
+    vscodeapi.registerCommand(ExtensionCommand.rejectTask, (arg?: unknown) =>
+      afterwards(sendTaskVerb(commands, board, log, "reject", arg)),
+    ),
+    vscodeapi.registerTreeDataProvider(REVIEW_VIEW, review),
+    vscodeapi.registerTextDocumentContentProvider(PRE_TASK_SCHEME, {
+      provideTextDocumentContent: (uri) => preTaskContent(review.tree, uri.toString()),
+    }),
+    vscodeapi.registerCommand(ExtensionCommand.refreshReview, () => review.refresh()),
+    vscodeapi.registerCommand(ExtensionCommand.acceptHunk, (arg?: unknown) => afterwards(decideHunk(commands, log, "accept", arg))),
+    vscodeapi.registerCommand(ExtensionCommand.rejectHunk, (arg?: unknown) => afterwards(decideHunk(commands, log, "reject", arg))),
+    vscodeapi.registerCommand(ExtensionCommand.showHunkDiff, (node?: unknown) => showHunkDiff(node as never)),
     vscodeapi.registerCommand(ExtensionCommand.showStatus, () => showStatus(commands, log)),
     vscodeapi.registerCommand(ExtensionCommand.restartServer, restart),
     vscodeapi.onDidChangeConfiguration(async (event) => {

@@ -13,7 +13,15 @@ export const ExtensionCommand = {
   rejectTask: "delegation.rejectTask",
   showStatus: "delegation.showStatus",
   restartServer: "delegation.restartServer",
+  refreshReview: "delegation.review.refresh",
+  acceptHunk: "delegation.review.acceptHunk",
+  rejectHunk: "delegation.review.rejectHunk",
+  showHunkDiff: "delegation.review.showDiff",
 } as const;
+
+/** The review view (package.json `contributes.views`) and its virtual pre-task documents. */
+export const REVIEW_VIEW = "delegation.review";
+export const PRE_TASK_SCHEME = "delegation-pretask";
 
 /** `workspace/executeCommand` ids the server implements. */
 export const ServerCommand = {
@@ -22,6 +30,9 @@ export const ServerCommand = {
   accept: "delegation.accept",
   reject: "delegation.reject",
   status: "delegation.status",
+  acceptHunk: "delegation.acceptHunk",
+  rejectHunk: "delegation.rejectHunk",
+  hunks: "delegation.hunks",
 } as const;
 
 export const TASK_UPDATED_NOTIFICATION = "delegation/taskUpdated";

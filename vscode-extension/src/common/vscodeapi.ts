@@ -10,7 +10,10 @@ import {
   type QuickPickOptions,
   StatusBarAlignment,
   type StatusBarItem,
+  type TextDocumentContentProvider,
   type TextEditor,
+  type TreeDataProvider,
+  Uri,
   window,
   workspace,
   type WorkspaceConfiguration,
@@ -82,4 +85,26 @@ export function showWarningMessage(
 
 export function showErrorMessage(message: string, ...actions: string[]): Thenable<string | undefined> {
   return window.showErrorMessage(message, ...actions);
+}
+
+export function registerTreeDataProvider<T>(viewId: string, provider: TreeDataProvider<T>): Disposable {
+  return window.registerTreeDataProvider(viewId, provider);
+}
+
+export function registerTextDocumentContentProvider(
+  scheme: string,
+  provider: TextDocumentContentProvider,
+): Disposable {
+  return workspace.registerTextDocumentContentProvider(scheme, provider);
+}
+
+/** The text of the open document at `uri` (opened if need be). */
+export async function documentText(uri: string): Promise<string> {
+  const document = await workspace.openTextDocument(Uri.parse(uri));
+  return document.getText();
+}
+
+/** vscode.diff between a virtual `left` document and the file at `right`. */
+export function showDiff(left: string, right: string, title: string): Thenable<unknown> {
+  return commands.executeCommand("vscode.diff", Uri.parse(left), Uri.parse(right), title);
 }
