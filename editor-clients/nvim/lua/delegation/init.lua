@@ -1,6 +1,8 @@
 -- Delegation Machine for Neovim: starts `delegation-machine serve` for Python buffers with
 -- vim.lsp.start, adds :Delegate (range-aware), :DelegateStatus, :DelegateAccept,
--- :DelegateReject and :DelegateCancel, and reports `delegation/taskUpdated` with vim.notify.
+-- :DelegateReject and :DelegateCancel, the per-hunk review (:DelegateReview,
+-- :DelegateAcceptHunk, :DelegateRejectHunk: lua/delegation/review.lua), and reports
+-- `delegation/taskUpdated` with vim.notify.
 -- Edits arrive as workspace/applyEdit, which Neovim applies by itself. Works on 0.10+
 -- (0.8/0.9 fall back to vim.fs.find for the root).
 local M = {}
@@ -312,6 +314,10 @@ local function complete_task_ids()
   end, M.task_order)
 end
 
+-- For lua/delegation/review.lua.
+M.execute = execute
+M.notify = notify
+
 local function register_commands()
   vim.api.nvim_create_user_command("Delegate", function(opts)
     M.delegate(opts.args, { range = opts.range, line1 = opts.line1, line2 = opts.line2 })
@@ -330,6 +336,7 @@ local function register_commands()
       M.task_command(verb, opts.args)
     end, { nargs = "?", complete = complete_task_ids, desc = ("%s a delegated task"):format(verb) })
   end
+  require("delegation.review").register(M)
 end
 
 function M.setup(opts)
