@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from delegation_machine.server.cli import (
+    acp,
     ask,
     demo,
     funnel,
@@ -23,7 +24,7 @@ from delegation_machine.server.cli import (
     serve,
 )
 
-SUBCOMMANDS = (ask, demo, funnel, index, ledger, map, plan_kv, run, serve)
+SUBCOMMANDS = (acp, ask, demo, funnel, index, ledger, map, plan_kv, run, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
