@@ -73,7 +73,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--rule
 th { background: var(--lane); position: sticky; top: 0; white-space: nowrap; }
 table.sortable th { cursor: pointer; user-select: none; }
 th[data-dir="asc"]::after { content: " \\25B2"; } th[data-dir="desc"]::after { content: " \\25BC"; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.hl td { background: var(--hl); }
 tr.critical td:first-child { box-shadow: inset 3px 0 0 var(--ink); }
 .outcome { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff;
@@ -84,7 +84,7 @@ td.task, td.worker { white-space: nowrap; }
 .check-passed::before { content: "\\2713 "; color: #2e9d58; }
 .check-failed::before { content: "\\2717 "; color: #d64545; }
 .check-error::before { content: "? "; color: #8e5cc7; }
-.check-baseline::before { content: "\2717 "; color: #e3a229; }
+.check-baseline::before { content: "\\2717 "; color: #e3a229; }
 .detail { color: var(--muted); } .none { color: var(--muted); }
 .note { color: var(--muted); font-size: 13px; }
 code { font-size: 12px; }
