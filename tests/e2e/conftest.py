@@ -5,8 +5,9 @@ The pytest-lsp client gets what real editors have and its defaults lack: a
 with didChange, a `delegation/taskUpdated` collector, and a structure hook so a CodeAction
 that carries a command is not decoded as a bare Command (lsprotocol 2025.0.0).
 
-Real editors that come as Debian packages (Emacs with eglot) are installed here with
-apt-get, so a fresh machine running `make test` exercises them instead of skipping.
+Real editors and browsers that come as Debian packages (Emacs with eglot, Chromium) are
+installed here with apt-get, so a fresh machine running `make test` exercises them instead
+of skipping.
 """
 
 from __future__ import annotations
@@ -285,6 +286,17 @@ def emacs_with_eglot() -> str:
     probe = emacs_eglot_probe(emacs)
     assert probe.returncode == 0, f"emacs cannot load eglot:\n{probe.stderr[-2000:]}"
     return emacs
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's headless-capable Chromium, installing the package if needed."""
+    found = shutil.which("chromium")
+    if found is None:
+        install_debian_packages(["chromium"])
+        found = shutil.which("chromium")
+    assert found is not None, "the chromium package is installed but no chromium is on PATH"
+    return found
 
 
 @pytest.fixture
