@@ -28,6 +28,10 @@ from delegation_machine.engine.inference.scripted import (
     ScriptedServer,
     ScriptedTurn,
 )
+from delegation_machine.engine.ledger import Ledger
+from delegation_machine.engine.plan.graph import TaskSpec
+from delegation_machine.engine.protocol import DelegationRequest, TaskState
+from delegation_machine.engine.schedule.board import TaskBoard
 from delegation_machine.server.report import read_run_timeline, write_run_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,6 +257,75 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(
     assert lines[0].startswith("delegation-machine ledger report: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "empty"]
     assert list((tmp_path / "empty").iterdir()) == []  # no ledger created by looking for one
+
+
+def test_a_failed_supervisor_check_is_drawn_on_the_worker_that_ran_it(tmp_path: Path) -> None:
+    # The sample keeps findings on purpose: a `check` over it fails, listing them.
+    run = run_tasks(scratch_sample(tmp_path), "--task", "check", "--agents", "3")
+    timeline = read_run_timeline(run.ledger)
+    (task,) = timeline.tasks
+    assert (task.kind, task.outcome, task.agent) == ("check", "failed", "builtin:supervisor")
+    # The lane is the worker slot from the ledger, not something read out of the agent id.
+    assert timeline.lanes == ("worker-1", "worker-2", "worker-3") and task.worker in timeline.lanes
+    semgrep = next(c for c in task.checks if c.check == "semgrep")
+    assert semgrep.result == "failed" and semgrep.new and "semgrep:dm-" in semgrep.detail
+    assert timeline.critical_path == (task.task_id,)
+    page = write_run_report(run.ledger, tmp_path / "check.html").read_text()
+    elements = Elements(page)
+    (bar,) = elements.having("g", "bar")
+    assert bar["class"].split() == ["bar", "outcome-failed", "critical"]
+    assert bar["data-worker"] == task.worker
+    failed = [a for t, a in elements.tags if t == "span" and a.get("data-result") == "failed"]
+    assert [a["data-check"] for a in failed] == [
+        c.check for c in task.checks if c.result == "failed"
+    ]
+    assert all("check-failed" in a["class"].split() for a in failed)
+
+
+def test_the_latest_session_is_the_default_and_interrupted_work_is_named(tmp_path: Path) -> None:
+    """Events written by the engine's own task board, as an older ledger without the worker
+    field, then a process that stopped mid-plan (its plan abandoned on the next start)."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    board = TaskBoard(ledger)
+    ledger.record("swarm.started", workspace=str(tmp_path), workers=["worker-1"])
+    board.add_plan("p1", DelegationRequest(instruction="fix"), "fix", [fix_spec("p1", 0)])
+    board.start("p1.0", "builtin:fix@worker-1")
+    board.finish("p1.0", TaskState.VERIFIED, "1 file(s) changed")
+    ledger.record("swarm.started", workspace=str(tmp_path), workers=["worker-1", "worker-2"])
+    board.add_plan(
+        "p2", DelegationRequest(instruction="fix"), "fix", [fix_spec("p2", n) for n in range(3)]
+    )
+    board.start("p2.0", "builtin:fix@worker-2")
+    board.finish("p2.0", TaskState.NO_CHANGE, "no change")
+    board.finish("p2.1", TaskState.CANCELLED, "cancelled while waiting")
+    board.start("p2.2", "builtin:fix@worker-1")
+    ledger.record("plan.abandoned", task_id="p2", reason="interrupted")
+    ledger.close()
+
+    timeline = read_run_timeline(tmp_path / "ledger.sqlite3")
+    assert [p.plan_id for p in timeline.plans] == ["p2"]
+    assert [p.state for p in timeline.plans] == ["interrupted"]
+    assert timeline.lanes == ("worker-1", "worker-2")
+    got = {t.task_id: (t.outcome, t.worker, t.started) for t in timeline.tasks}
+    assert got == {
+        "p2.0": ("no-change", "worker-2", True),  # the worker from the agent id's suffix
+        "p2.1": ("cancelled", None, False),
+        "p2.2": ("interrupted", "worker-1", True),
+    }
+    page = write_run_report(tmp_path / "ledger.sqlite3", tmp_path / "r.html").read_text()
+    elements = Elements(page)
+    assert sorted(b["data-task"] for b in elements.having("g", "bar")) == ["p2.0", "p2.2"]
+    assert "1 task(s) never reached a worker: p2.1 (cancelled)" in page
+    both = read_run_timeline(tmp_path / "ledger.sqlite3", ["p1", "p2"])
+    assert [t.task_id for t in both.tasks] == ["p1.0", "p2.0", "p2.1", "p2.2"]
+
+
+def fix_spec(plan_id: str, n: int) -> TaskSpec:
+    path = f"inventory/m{n}.py"
+    return TaskSpec(
+        task_id=f"{plan_id}.{n}", kind="fix", plan_id=plan_id, paths=(path,),
+        inputs=(f"file:{path}",), outputs=(f"file:{path}",),
+    )  # fmt: skip
 
 
 AGENT_TURNS = [
