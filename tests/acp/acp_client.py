@@ -40,7 +40,7 @@ class RecordingClient:
     """An editor's side of ACP: records updates, answers permission and file requests."""
 
     def __init__(self, *, answer: str | None = "allow-once", buffers: dict[str, str] | None = None):
-        self.answer = answer  # the option chosen; None answers "cancelled"
+        self.answer = answer  # the option chosen; None answers "cancelled"; "never" does not
         self.buffers = buffers  # path -> text: the editor's buffers (None: no fs capability)
         self.updates: list[Any] = []
         self.permissions: list[tuple[ToolCallUpdate, list[PermissionOption]]] = []
@@ -75,6 +75,8 @@ class RecordingClient:
         self.permissions.append((tool_call, options))
         for callback in self.on_permission:
             callback()
+        if self.answer == "never":  # the user walks away: the request stays open
+            await asyncio.Event().wait()
         if self.answer is None:
             return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         return RequestPermissionResponse(

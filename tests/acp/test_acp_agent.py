@@ -11,6 +11,7 @@ cancelled), and bad input (clear JSON-RPC errors, and the agent serves the next 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -161,6 +162,31 @@ async def test_a_cancelled_prompt_stops_its_task_and_keeps_nothing(
     assert outcomes[-1].status == "failed"
     assert not client.permissions
     assert target.read_bytes() == before
+
+
+async def test_a_client_gone_while_asked_keeps_nothing_and_the_agent_exits(
+    workspace: Path, tmp_path: Path
+) -> None:
+    target = workspace / TARGET
+    before = target.read_bytes()
+    client = RecordingClient(answer="never")
+    asked = asyncio.Event()
+    client.on_permission.append(asked.set)
+    log = tmp_path / "agent.log"
+    async with start_agent(client, log) as (conn, process):
+        session = await conn.new_session(cwd=str(workspace))
+        prompt = asyncio.ensure_future(
+            conn.prompt(session_id=session.session_id, prompt=[text_block("fix"), link(target)])
+        )
+        await asyncio.wait_for(asked.wait(), PROMPT_TIMEOUT_S)
+    # Leaving the block closed the agent's stdin with the permission still unanswered.
+    assert process.returncode == 0, show_log(log)
+    assert target.read_bytes() == before
+    prompt.cancel()
+    await asyncio.gather(prompt, return_exceptions=True)
+    ledger = sqlite3.connect(workspace / ".delegation" / "ledger.sqlite3")
+    kinds = [kind for (kind,) in ledger.execute("SELECT kind FROM events ORDER BY seq")]
+    assert "plan.rejected" in kinds and kinds[-1] == "swarm.stopped"
 
 
 async def test_bad_input_gets_clear_errors_and_the_agent_keeps_serving(
