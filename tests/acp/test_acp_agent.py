@@ -11,6 +11,8 @@ cancelled), and bad input (clear JSON-RPC errors, and the agent serves the next 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -19,6 +21,11 @@ import pytest
 from acp import RequestError, resource_link_block, text_block
 from acp.schema import EmbeddedResourceContentBlock, ImageContentBlock, TextResourceContents
 
+from delegation_machine.engine.inference.scripted import (
+    RecordedRequest,
+    ScriptedServer,
+    ScriptedTurn,
+)
 from tests.acp.acp_client import (
     BROKEN_CALL,
     FIXED_CALL,
@@ -259,6 +266,76 @@ async def test_a_workspace_another_process_owns_is_refused_naming_it(
     assert busy.value.code == -32010
     assert f"in use by process {process.pid}" in str(busy.value)
     assert busy.value.data["owner"]["pid"] == process.pid
+
+
+MONEY = "inventory/money.py"
+SIGNATURE = 'def format_money(amount: Decimal, currency: str = "EUR") -> str:\n'
+DOCSTRING = '    """The amount with two decimals and thousands separators, then the currency."""\n'
+MODEL_TURNS = [
+    ScriptedTurn(content=json.dumps({"tool": "read_file", "path": MONEY})),
+    ScriptedTurn(
+        content=json.dumps(
+            {
+                "tool": "propose_edit",
+                "path": MONEY,
+                "old": SIGNATURE,
+                "new": SIGNATURE + DOCSTRING,
+                "description": "document format_money",
+                "uses": [1],
+            }
+        )
+    ),
+    ScriptedTurn(
+        content=json.dumps({"tool": "finish", "summary": "documented format_money", "uses": [2]})
+    ),
+]
+
+
+def agent_turns_only(seen: RecordedRequest) -> ScriptedTurn:
+    """The agent's turns by its trace length; anything else (a reviewer) refused."""
+    if "# Task " not in json.dumps(seen.body["messages"]):
+        return ScriptedTurn(status=400, error="this script answers only the agent")
+    steps_so_far = len(re.findall(r"^%\d+ = ", seen.body["messages"][-1]["content"], re.M))
+    return MODEL_TURNS[min(steps_so_far, len(MODEL_TURNS) - 1)]
+
+
+async def test_a_model_delegation_sends_its_text_and_token_usage(
+    workspace: Path, tmp_path: Path
+) -> None:
+    server = ScriptedServer(agent_turns_only).start()
+    try:
+        (workspace / ".delegation" / "config.toml").write_text(
+            'check_level = "quick"\n[inference]\nprovider = "scripted"\n'
+            f'base_url = "{server.base_url}"\nmodel = "m"\n'
+        )
+        target = workspace / MONEY
+        first = target.read_text().splitlines().index(SIGNATURE.rstrip("\n")) + 1
+        client = RecordingClient(answer="allow-once")
+        log = tmp_path / "agent.log"
+        async with start_agent(client, log) as (conn, _):
+            session = await conn.new_session(cwd=str(workspace))
+            response = await asyncio.wait_for(
+                conn.prompt(
+                    session_id=session.session_id,
+                    prompt=[
+                        text_block("document this function"),
+                        link(target, f"L{first}-{first + 1}"),
+                    ],
+                ),
+                PROMPT_TIMEOUT_S,
+            )
+    finally:
+        server.stop()
+    assert response.stop_reason == "end_turn", show_log(log)
+    (call,) = client.of_kind("tool_call")
+    assert call.locations[0].line == first - 1  # the selection's first line, 0-based
+    usage = client.of_kind("usage_update")
+    assert usage and usage[-1].used > 0 and usage[-1].size >= usage[-1].used
+    assert response.usage is not None and response.usage.total_tokens == usage[-1].used
+    messages = "".join(u.content.text for u in client.of_kind("agent_message_chunk"))
+    assert "documented format_money" in messages  # the model's own words
+    assert len(client.permissions) == 1
+    assert DOCSTRING in target.read_text()
 
 
 if __name__ == "__main__":
