@@ -82,6 +82,7 @@ class AcpSession:
     always_keep: bool = False
     held: set[str] = field(default_factory=set)  # files open in the state for the client
     turn: DelegationTurn | None = None
+    prompting: bool = False
     _versions: int = 0
 
     @property
@@ -89,19 +90,21 @@ class AcpSession:
         return self.swarm.root
 
     async def prompt(self, blocks: Sequence[PromptBlock]) -> PromptResponse:
-        if self.turn is not None:
+        if self.prompting:
             raise RequestError(
                 INVALID_REQUEST,
                 f"session {self.session_id} is still working on a prompt; wait for its "
                 "response or send session/cancel",
             )
-        await self.refresh_buffers()
-        request = await self.delegation_request(blocks)
-        self.turn = DelegationTurn(self, request)
+        self.prompting = True  # before the first await: one prompt at a time per session
         try:
+            await self.refresh_buffers()
+            request = await self.delegation_request(blocks)
+            self.turn = DelegationTurn(self, request)
             return await self.turn.run()
         finally:
             self.turn = None
+            self.prompting = False
 
     async def cancel(self) -> None:
         if self.turn is not None:

@@ -161,6 +161,9 @@ async def test_a_cancelled_prompt_stops_its_task_and_keeps_nothing(
             conn.prompt(session_id=session.session_id, prompt=[text_block("fix"), link(target)])
         )
         await asyncio.wait_for(client.wait_for_update("tool_call"), PROMPT_TIMEOUT_S)
+        with pytest.raises(RequestError) as busy:  # one prompt at a time in a session
+            await conn.prompt(session_id=session.session_id, prompt=[text_block("format")])
+        assert busy.value.code == -32600 and "still working on a prompt" in str(busy.value)
         await conn.cancel(session_id=session.session_id)
         response = await asyncio.wait_for(prompt, PROMPT_TIMEOUT_S)
     assert response.stop_reason == "cancelled", show_log(log)
