@@ -80,6 +80,7 @@ tr.critical td:first-child { box-shadow: inset 3px 0 0 var(--ink); }
   font-size: 12px; white-space: nowrap; }
 .check { margin: 0 8px 2px 0; }
 td.task, td.worker { white-space: nowrap; }
+td.files code, .detail { overflow-wrap: anywhere; }
 .wide { overflow-x: auto; }
 .check-passed::before { content: "\\2713 "; color: #2e9d58; }
 .check-failed::before { content: "\\2717 "; color: #d64545; }
@@ -398,13 +399,13 @@ def _verdict_row(task: TaskTimeline, model: bool) -> str:
     if extra:
         files += "<br>" if files else ""
         files += "<br>".join(f"<code>{escape(p)}</code> (changed)" for p in extra)
-    checks = "".join(_check(c) for c in task.checks) or '<span class="none">—</span>'
+    checks = " ".join(_check(c) for c in task.checks) or '<span class="none">—</span>'
     start = task.start_s
     cells = [
         f'<td class="task"><code>{escape(task.task_id)}</code></td>',
         f"<td>{escape(task.kind)}</td>",
         f'<td class="worker">{escape(task.worker or "—")}</td>',
-        f"<td>{files or '—'}</td>",
+        f'<td class="files">{files or "—"}</td>',
         f'<td data-sort="{escape(task.outcome)}">{_outcome_badge(task.outcome)}</td>',
         f"<td>{checks}</td>",
         f"<td class=num>{task.attempts}</td>",
@@ -426,13 +427,13 @@ def _verdict_row(task: TaskTimeline, model: bool) -> str:
 
 
 def _check(check: CheckResult) -> str:
-    """A check and its result; what a failed check found is shown, a passed one's reason is
-    its hover text."""
-    shown = check.detail if check.result != "passed" else ""
+    """A check and its result. What a check the task failed found is shown; a finding the
+    code had before the task is marked "as before", and the reason of either is hover text."""
+    shown = "" if check.result == "passed" else check.detail
     if not check.new:
-        shown = f"as before the change: {shown}"
-    detail = f' <span class="detail">{escape(shown)}</span>' if shown else ""
-    hover = f' title="{escape(check.detail)}"' if check.detail and not shown else ""
+        shown = "as before"
+    detail = f' <span class="detail">({escape(shown)})</span>' if shown else ""
+    hover = f' title="{escape(check.detail)}"' if check.detail and shown != check.detail else ""
     result = check.result if check.new else "baseline"
     return (
         f'<span class="check check-{escape(result)}" data-check="{escape(check.check)}" '
