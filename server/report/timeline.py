@@ -242,7 +242,13 @@ def _plans(events: list[Event]) -> list[_PlanFacts]:
             session += 1
             workers = tuple(str(w) for w in event.payload.get("workers", ()))
         elif event.kind == "plan.submitted" and event.task_id is not None:
-            specs = msgspec.convert(event.payload.get("tasks", []), list[TaskSpec])
+            try:
+                specs = msgspec.convert(event.payload.get("tasks", []), list[TaskSpec])
+            except msgspec.ValidationError as exc:
+                raise ReportError(
+                    f"ledger event {event.seq} (plan.submitted {event.task_id}): "
+                    f"its tasks do not read as task specs ({exc})"
+                ) from exc
             plans[event.task_id] = _PlanFacts(
                 plan_id=event.task_id,
                 kind=str(event.payload.get("kind", "")),
