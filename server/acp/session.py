@@ -377,6 +377,7 @@ class DelegationTurn:
         pending = [r for r in records if r.state in KEPT_STATES and r.files]
         diffs = self._diffs(pending)
         usage = await self._report_usage(records)
+        await self._say_model_notes(records)
         if self.cancelled.is_set():
             await self._reject(plan_id, diffs)
             await self.session.say(self._summary(records, "Cancelled: nothing was kept."))
@@ -462,7 +463,6 @@ class DelegationTurn:
         await self.session.send(
             UsageUpdate(session_update="usage_update", used=prompt + output, size=budget)
         )
-        await self._say_model_notes(records)
         return Usage(
             total_tokens=prompt + output,
             input_tokens=prompt,
@@ -471,7 +471,7 @@ class DelegationTurn:
         )
 
     async def _say_model_notes(self, records: Sequence[TaskRecord]) -> None:
-        """What the model said about its work, as the agent's message text."""
+        """What the agents said about their work (a model's summary), as message text."""
         for record in records:
             for event in self.swarm.events(task_id=record.spec.task_id, kinds=["agent.result"]):
                 notes = str(event.payload.get("notes") or "").strip()
