@@ -27,6 +27,7 @@ from delegation_machine.engine.inference.scripted import (
     ScriptedTurn,
 )
 from tests.acp.acp_client import (
+    AGENT,
     BROKEN_CALL,
     FIXED_CALL,
     TARGET,
@@ -266,9 +267,18 @@ async def test_a_workspace_another_process_owns_is_refused_naming_it(
         async with start_agent(second, tmp_path / "second.log") as (other, _):
             with pytest.raises(RequestError) as busy:
                 await other.new_session(cwd=str(workspace))
+        # The CLI meets the same lock: exit 3, naming the ACP agent that holds the workspace.
+        run = await asyncio.create_subprocess_exec(
+            str(AGENT), "run", str(workspace), "--task", "fix",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, run_err = await asyncio.wait_for(run.communicate(), PROMPT_TIMEOUT_S)
     assert busy.value.code == -32010
     assert f"in use by process {process.pid}" in str(busy.value)
+    assert "delegation-machine acp" in str(busy.value)
     assert busy.value.data["owner"]["pid"] == process.pid
+    assert run.returncode == 3
+    assert f"in use by process {process.pid}" in run_err.decode()
 
 
 MONEY = "inventory/money.py"
