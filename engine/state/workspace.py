@@ -50,6 +50,7 @@ from delegation_machine.engine.state.types import (
     LeaseConflict,
     MutationRefused,
     PathRefused,
+    StateError,
     TextChange,
     agent_origin,
     task_of_origin,
@@ -473,6 +474,32 @@ class WorkspaceState:
             self._mark_disk(document, new_text)
             return None
         base_text = document.disk_text if document.disk_text is not None else ""
+        change = self._merge_from_base(document, base_text, new_text, DISK_ORIGIN)
+        self._mark_disk(document, new_text)
+        return change
+
+    def disk_text(self, rel: str) -> str | None:
+        """The text the disk last held for `rel` as far as the state knows (None: not loaded)."""
+        document = self._docs.get(self.resolve(rel))
+        return document.disk_text if document is not None else None
+
+    def merge_disk_since(self, rel: str, base_text: str) -> TextChange | None:
+        """Merge closed `rel`'s disk text as peer "disk", three-way from `base_text`: the disk
+        text when a holder that does not reload from disk (an ACP session without the client's
+        buffers) opened it. While it was open the watcher only remembered a save (053); this
+        takes the save in. No-op when the disk still holds `base_text`."""
+        rel = self.resolve(rel)
+        document = self._docs.get(rel)
+        if document is None:
+            return None
+        if document.open:
+            raise StateError("close the document before merging the disk into it", rel)
+        path = self.root / rel
+        if not path.exists():
+            return None
+        new_text = self._load_text(rel, path)
+        if new_text == base_text:
+            return None
         change = self._merge_from_base(document, base_text, new_text, DISK_ORIGIN)
         self._mark_disk(document, new_text)
         return change

@@ -84,6 +84,7 @@ class AcpSession:
     turn: DelegationTurn | None = None
     prompting: bool = False
     _versions: int = 0
+    _disk_when_held: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -192,8 +193,11 @@ class AcpSession:
         state = self.swarm.state
         if rel in self.held and state.is_open(rel):
             return
+        text = state.read(rel)[0]
+        if not self.files.buffers:  # what a save on disk meanwhile is merged from (release)
+            self._disk_when_held[rel] = state.disk_text(rel)
         self._versions += 1
-        state.open_document(rel, state.read(rel)[0], self._versions)
+        state.open_document(rel, text, self._versions)
         self.held.add(rel)
 
     async def keep(self, paths: Sequence[str]) -> None:
@@ -211,10 +215,16 @@ class AcpSession:
                 state.flush(rel)
 
     def release(self, rel: str) -> None:
-        """Stop holding `rel` (not with the client's buffers: the client owns those)."""
-        if rel in self.held and not self.files.buffers:
-            self.swarm.state.close_document(rel)
-            self.held.discard(rel)
+        """Stop holding `rel` (not with the client's buffers: the client owns those), taking in
+        what was saved to disk meanwhile, three-way, so a kept change never overwrites it."""
+        if rel not in self.held or self.files.buffers:
+            return
+        state = self.swarm.state
+        state.close_document(rel)
+        self.held.discard(rel)
+        base = self._disk_when_held.pop(rel, None)
+        if base is not None:  # no await since the close: the watcher cannot come between
+            state.merge_disk_since(rel, base)
 
     async def send(self, update: Any) -> None:
         await self.client.session_update(session_id=self.session_id, update=update)

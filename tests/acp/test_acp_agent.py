@@ -91,6 +91,38 @@ async def test_a_fix_streams_its_plan_asks_permission_and_keeps_it_on_disk(
     assert "Kept the changes to inventory/http_client.py" in messages
 
 
+async def test_a_save_on_disk_while_permission_is_asked_survives_the_kept_fix(
+    workspace: Path, tmp_path: Path
+) -> None:
+    target = workspace / TARGET
+    saved_line = "# saved in another editor while the agent asked\n"
+
+    def user_saves() -> None:
+        target.write_text(saved_line + target.read_text())
+
+    for answer in ("allow-once", "reject"):
+        original = target.read_text()
+        client = RecordingClient(answer=answer)
+        client.on_permission.append(user_saves)
+        log = tmp_path / f"agent-{answer}.log"
+        async with start_agent(client, log) as (conn, _):
+            session = await conn.new_session(cwd=str(workspace))
+            response = await asyncio.wait_for(
+                conn.prompt(
+                    session_id=session.session_id, prompt=[text_block("fix"), link(target)]
+                ),
+                PROMPT_TIMEOUT_S,
+            )
+        assert response.stop_reason == "end_turn", show_log(log)
+        assert len(client.permissions) == 1
+        after = target.read_text()
+        if answer == "allow-once":  # the user's save and the fix, both
+            assert after == saved_line + original.replace(BROKEN_CALL, FIXED_CALL)
+            target.write_text(original)  # the next round starts from the sample again
+        else:  # the user's save, and no fix
+            assert after == saved_line + original
+
+
 async def test_with_the_clients_fs_the_buffer_is_read_and_the_kept_text_written_back(
     workspace: Path, tmp_path: Path
 ) -> None:
