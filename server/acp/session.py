@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from delegation_machine.engine.protocol import (
 )
 from delegation_machine.engine.schedule.board import TaskRecord
 from delegation_machine.engine.state import StateError
+from delegation_machine.engine.state.textdiff import diff_edits, rebase_edits
 from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server.acp import updates
 from delegation_machine.server.acp.prompt import PromptBlock, PromptError, lines_span, read_prompt
@@ -85,6 +86,7 @@ class AcpSession:
     prompting: bool = False
     _versions: int = 0
     _disk_when_held: dict[str, str | None] = field(default_factory=dict)
+    _client_text: dict[str, str] = field(default_factory=dict)  # each buffer as last seen
 
     @property
     def root(self) -> Path:
@@ -157,6 +159,7 @@ class AcpSession:
                 session_id=self.session_id, path=str(self.root / rel)
             )
             text = response.content
+        self._client_text[rel] = text
         state = self.swarm.state
         self._versions += 1
         try:
@@ -200,19 +203,36 @@ class AcpSession:
         state.open_document(rel, text, self._versions)
         self.held.add(rel)
 
-    async def keep(self, paths: Sequence[str]) -> None:
-        """The user kept these files' changes: to the client's buffers, else to the disk."""
+    async def keep(self, diffs: Mapping[str, tuple[str, str]]) -> None:
+        """The user kept these files' changes (`diffs`: rel -> (before, after) the agents):
+        to the client's buffers, else to the disk."""
         state = self.swarm.state
-        for rel in paths:
+        for rel in sorted(diffs):
             if self.files.buffers:
+                await self.take_typing_since(rel, self._client_text.get(rel, diffs[rel][0]))
+                text = state.read(rel)[0]
                 await self.client.write_text_file(
-                    session_id=self.session_id,
-                    path=str(self.root / rel),
-                    content=state.read(rel)[0],
+                    session_id=self.session_id, path=str(self.root / rel), content=text
                 )
+                self._client_text[rel] = text
             else:
                 self.release(rel)
                 state.flush(rel)
+
+    async def take_typing_since(self, rel: str, base: str) -> None:
+        """The user may have typed in the client's buffer while being asked: merge it in,
+        three-way from `base` (the buffer as last seen), so writing the buffer keeps it."""
+        response = await self.client.read_text_file(
+            session_id=self.session_id, path=str(self.root / rel)
+        )
+        if response.content == base:
+            return
+        state = self.swarm.state
+        ours = diff_edits(base, state.read(rel)[0])
+        same = set(ours)
+        theirs = [edit for edit in diff_edits(base, response.content) if edit not in same]
+        self._versions += 1
+        state.apply_user_change(rel, rebase_edits(theirs, ours), self._versions)
 
     def release(self, rel: str) -> None:
         """Stop holding `rel` (not with the client's buffers: the client owns those), taking in
@@ -406,7 +426,7 @@ class DelegationTurn:
         if choice in (updates.ALLOW_ONCE, updates.ALLOW_ALWAYS):
             self.session.always_keep = self.session.always_keep or choice == updates.ALLOW_ALWAYS
             await self.swarm.accept(plan_id)
-            await self.session.keep(sorted(diffs))
+            await self.session.keep(diffs)
             verdict = f"Kept the changes to {', '.join(sorted(diffs))}."
         else:
             await self._reject(plan_id, diffs)

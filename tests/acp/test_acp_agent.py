@@ -131,6 +131,13 @@ async def test_with_the_clients_fs_the_buffer_is_read_and_the_kept_text_written_
     # The editor holds an unsaved edit: the fix works on that buffer, not on the disk.
     buffer = "# edited in the editor, not saved\n" + on_disk.decode()
     client = RecordingClient(answer="allow-always", buffers={str(target): buffer})
+    typed = "# typed while the agent asked\n"
+
+    def user_types() -> None:  # in the editor's buffer, while the permission is asked
+        assert client.buffers is not None
+        client.buffers[str(target)] = typed + client.buffers[str(target)]
+
+    client.on_permission.append(user_types)
     log = tmp_path / "agent.log"
     async with start_agent(client, log) as (conn, _):
         session = await conn.new_session(cwd=str(workspace))
@@ -142,8 +149,7 @@ async def test_with_the_clients_fs_the_buffer_is_read_and_the_kept_text_written_
         assert str(target) in client.reads
         assert list(client.writes) == [str(target)]
         written = client.writes[str(target)]
-        assert written.startswith("# edited in the editor, not saved\n")
-        assert FIXED_CALL in written and BROKEN_CALL not in written
+        assert written == typed + buffer.replace(BROKEN_CALL, FIXED_CALL)  # nothing typed lost
         assert target.read_bytes() == on_disk  # kept in the editor's buffer, not on disk
         # "Always keep" holds for the session: the next delegation is kept without asking.
         auth = workspace / "inventory" / "auth.py"
