@@ -280,6 +280,13 @@ async def test_bad_input_gets_clear_errors_and_the_agent_keeps_serving(
         with pytest.raises(RequestError) as relative:
             await conn.new_session(cwd="relative/folder")
         assert relative.value.code == -32602 and "absolute" in str(relative.value)
+        # Plain language with no model configured: the swarm refuses it, saying why.
+        refused_turn = await conn.prompt(
+            session_id=sid, prompt=[text_block("explain this module"), link(workspace / TARGET)]
+        )
+        assert refused_turn.stop_reason == "refusal"
+        said = client.of_kind("agent_message_chunk")[-1].content.text
+        assert said.startswith("Not delegated: ") and "model" in said
         # Still serving: a valid delegation after all of that (an embedded buffer, no change).
         ids = workspace / "inventory" / "ids.py"
         embedded = EmbeddedResourceContentBlock(
