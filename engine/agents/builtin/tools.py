@@ -19,7 +19,7 @@ from pathlib import Path
 
 from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.state.scratch import scratch_folder
-from delegation_machine.engine.supervise.lifetime import die_with_parent
+from delegation_machine.engine.supervise.lifetime import tied_to_parent
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -69,14 +69,15 @@ async def _run_tool(
     env: Mapping[str, str],
     timeout_s: float,
 ) -> ToolRun:
+    command, preexec = tied_to_parent(argv)  # killed with us: a kill -9 leaves no tool running
     process = await asyncio.create_subprocess_exec(
-        *argv,
+        *command,
         cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.PIPE if stdin_text is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        preexec_fn=die_with_parent(),  # killed with us: a kill -9 leaves no tool running
+        preexec_fn=preexec,
     )
     payload = stdin_text.encode("utf-8") if stdin_text is not None else None
     try:
