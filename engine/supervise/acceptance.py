@@ -23,6 +23,7 @@ Invariant: a criterion that cannot be evaluated is an "error" verdict, never a p
 from __future__ import annotations
 
 import ast
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +54,7 @@ from delegation_machine.engine.protocol import (
 )
 from delegation_machine.engine.supervise.affected import AffectedTests, is_test_file
 from delegation_machine.engine.supervise.integrity import assertion_lines, new_test_functions
+from delegation_machine.engine.supervise.python_parse import parse_python
 from delegation_machine.engine.supervise.review import Reviewer
 
 DEFAULT_QUESTION = "Does the change do what the instruction asks, completely?"
@@ -399,10 +401,7 @@ def _first(paths: Sequence[str]) -> str:
 
 
 def _parse(text: str) -> ast.Module | None:
-    try:
-        return ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
-        return None
+    return parse_python(text)
 
 
 def _unparsable(after: Mapping[str, str], changed: Sequence[str]) -> list[Unmet]:
@@ -439,7 +438,8 @@ def _fixable_left(
     return unmet
 
 
-def _without_docstrings(tree: ast.Module) -> str:
+def _without_docstrings(shared: ast.Module) -> str:
+    tree = copy.deepcopy(shared)  # parsed trees are shared (python_parse): never edit them
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (

@@ -24,6 +24,7 @@ import networkx as nx
 from delegation_machine.engine.protocol import Finding, Point, Span, Verdict
 from delegation_machine.engine.state.files import Unreadable, read_regular_file
 from delegation_machine.engine.supervise.per_test_deadline import install_deadline_plugin
+from delegation_machine.engine.supervise.python_parse import parse_python
 from delegation_machine.engine.supervise.sandbox import (
     SKIPPED_FOLDERS,
     SandboxLimits,
@@ -61,9 +62,8 @@ def module_names(rel: str) -> list[str]:
 
 def imported_modules(rel: str, text: str) -> set[str]:
     """Every dotted name the file imports, relative imports resolved; empty if unparsable."""
-    try:
-        tree = ast.parse(text, filename=rel)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = parse_python(text)
+    if tree is None:
         return set()
     package = rel[:-3].split("/")[:-1] if rel.endswith(".py") else []
     found: set[str] = set()

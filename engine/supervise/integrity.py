@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from delegation_machine.engine.supervise.affected import is_test_file
+from delegation_machine.engine.supervise.python_parse import parse_python
 
 # Files whose content decides how the code is judged, wherever they are.
 CHECK_CONFIG_NAMES = frozenset(
@@ -84,9 +85,8 @@ def renamed_only(before: str, after: str, old: str, new: str) -> bool:
 
 def test_functions(text: str) -> dict[str, str]:
     """Test functions of a pytest module: node-id suffix (`test_x`, `TestC::test_y`) -> source."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
+    tree = parse_python(text)
+    if tree is None:
         return {}
     found: dict[str, str] = {}
 
@@ -118,9 +118,8 @@ def adds_tests_only(before: str, after: str) -> bool:
 
 def assertion_lines(text: str) -> set[int]:
     """0-based lines inside `assert` statements and `pytest.raises`/`approx` calls."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
+    tree = parse_python(text)
+    if tree is None:
         return set()
     lines: set[int] = set()
     for node in ast.walk(tree):

@@ -8,11 +8,11 @@ never passed (a workspace may opt in through its own config).
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.agents.builtin.tools import last_lines, locate_tool, run_tool
+from delegation_machine.engine.supervise.python_parse import parse_python
 
 
 class UnparsableFile(AgentFailure):
@@ -24,11 +24,7 @@ class UnparsableFile(AgentFailure):
 
 
 def parses_as_python(text: str) -> bool:
-    try:
-        ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
-        return False
-    return True
+    return parse_python(text) is not None
 
 
 async def ruff_safe_fixes(text: str, rel: str, root: Path, timeout_s: float = 60.0) -> str:
