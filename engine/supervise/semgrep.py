@@ -146,6 +146,7 @@ class SemgrepScanner:
         self._worker_rules_version = -1
         self._validated_version = -1
         self._supervision: asyncio.Task[None] | None = None
+        self._first_start: tuple[SemgrepWorker, asyncio.Future[bool]] | None = None
 
     async def scan(
         self,
@@ -238,7 +239,22 @@ class SemgrepScanner:
             return worker
         if self._supervision is None or self._supervision.done():
             return None
-        return worker if await worker.wait_ready(worker.start_timeout_s) else None
+        # Everyone waits for the worker's first start together, once: after that (it came up
+        # and went down, or never came up) a scan does not wait but runs the batch CLI.
+        if self._first_start is None or self._first_start[0] is not worker:
+            waiting = asyncio.ensure_future(worker.wait_ready(worker.start_timeout_s))
+            self._first_start = (worker, waiting)
+        started = self._first_start[1]
+        if started.done():
+            return None
+        try:
+            ready = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if started.cancelled() and current is not None and not current.cancelling():
+                return None  # the rules changed or the scanner closed while it started
+            raise
+        return worker if ready else None
 
     def _current_worker(self, configs: Sequence[str]) -> SemgrepWorker | None:
         """The worker for the current rules; (re)starts its supervisor when rules changed."""
@@ -270,15 +286,30 @@ class SemgrepScanner:
         return worker
 
     async def _validated_serve(self, worker: SemgrepWorker, configs: tuple[str, ...]) -> None:
-        # semgrep lsp skips a broken rule file silently; the CLI reports it. Validate first,
-        # once per rule set; a rule set that fails is final (no restart, batch scans report it).
-        if self._validated_version != self.rules.version:
-            outcome = await self._batch_scan({"probe.py": "pass\n"}, ["probe.py"], configs)
-            if isinstance(outcome, str):
-                worker.give_up(f"rules failed validation: {outcome}")
-                raise ChildShutdown(worker.failure)
-            self._validated_version = self.rules.version
-        await worker.serve()
+        # semgrep lsp skips a broken rule file silently; the CLI reports it. Validate once per
+        # rule set, while the worker starts (the two cold starts overlap), and let no scan
+        # through before it passed; a rule set that fails is final (no restart, batch scans
+        # report it).
+        if self._validated_version == self.rules.version:
+            await worker.serve()
+            return
+        validation = asyncio.ensure_future(self._validate(worker, configs))
+        try:
+            await worker.serve(gate=validation)
+        except WorkerUnavailable:
+            if worker.failure:
+                raise ChildShutdown(worker.failure) from None
+            raise
+        finally:
+            validation.cancel()
+
+    async def _validate(self, worker: SemgrepWorker, configs: tuple[str, ...]) -> bool:
+        outcome = await self._batch_scan({"probe.py": "pass\n"}, ["probe.py"], configs)
+        if isinstance(outcome, str):
+            worker.give_up(f"rules failed validation: {outcome}")
+            return False
+        self._validated_version = self.rules.version
+        return True
 
     async def warm_up(self, timeout_s: float = 120.0) -> bool:
         """Start the warm worker now and wait until it is ready (False: it is not)."""
@@ -293,6 +324,9 @@ class SemgrepScanner:
             self._supervision.cancel()
         self._supervision = None
         self._worker = None
+        if self._first_start is not None:
+            self._first_start[1].cancel()  # a no-op once it finished
+            self._first_start = None
 
     async def aclose(self) -> None:
         task = self._supervision

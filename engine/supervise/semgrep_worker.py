@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,8 +211,11 @@ class SemgrepWorker:
         self._connection: _Connection | None = None
         self._mirror: Path | None = None
 
-    async def serve(self) -> None:
-        """Start `semgrep lsp`, then run until it exits (raising, so a supervisor restarts it)."""
+    async def serve(self, gate: Awaitable[bool] | None = None) -> None:
+        """Start `semgrep lsp`, then run until it exits (raising, so a supervisor restarts it).
+
+        With a `gate` the worker is ready only once the gate says True (the rules passed a
+        validation that runs while the worker starts); False ends it, unready."""
         self.state = WorkerState.STARTING
         scratch = make_scratch_dir("dm-semgrep-worker-")  # mirror/ and home/, removed together
         self._mirror = scratch / "mirror"
@@ -224,6 +227,8 @@ class SemgrepWorker:
         try:
             async with asyncio.timeout(self.start_timeout_s):
                 await self._initialize(connection, self._mirror)
+            if gate is not None and not await gate:
+                raise WorkerUnavailable(self.failure or "the rules failed validation")
             self._connection = connection
             self.state = WorkerState.RUNNING
             self._ready.set()
