@@ -183,6 +183,11 @@ class TaskBoard:
     def task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
+    def plan_size(self, plan_id: str) -> int | None:
+        """How many tasks the plan has; None when no plan has this id (an edit's own task)."""
+        plan = self._plans.get(plan_id)
+        return None if plan is None else len(plan.task_ids)
+
     def plan(self, plan_id: str) -> PlanRecord:
         plan = self._plans.get(plan_id)
         if plan is None:

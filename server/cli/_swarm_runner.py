@@ -21,58 +21,33 @@ import msgspec
 
 from delegation_machine.engine.config import ConfigError
 from delegation_machine.engine.economy import AgentStanding
-from delegation_machine.engine.notices import MessageNotice, Notice
 from delegation_machine.engine.protocol import (
     DelegationError,
     DelegationRequest,
     Span,
     TaskState,
-    TaskUpdate,
 )
 from delegation_machine.engine.schedule.board import TaskSummary
 from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
+from delegation_machine.server.cli.progress import RunProgress, display_mode
+from delegation_machine.server.report import ReportError, write_run_report
 
 VERIFIED_STATES = {TaskState.VERIFIED.value, TaskState.ACCEPTED.value}
 USAGE_EXIT = 2  # a usage or configuration error; nothing was done
 WORKSPACE_BUSY_EXIT = 3  # another process owns the workspace; nothing was done
 
 
-class ProgressPrinter:
-    """Prints one line whenever a task of the run changes state."""
-
-    def __init__(self, swarm: Swarm, out: TextIO, *, enabled: bool) -> None:
-        self._swarm = swarm
-        self._out = out
-        self._enabled = enabled
-        self._seen: dict[str, str] = {}
-        self._started = time.monotonic()
-
-    def __call__(self, notice: Notice) -> None:
-        if not self._enabled:
-            return
-        if isinstance(notice, MessageNotice):
-            print(f"[{notice.level}] {notice.text}", file=self._out, flush=True)
-            return
-        if not isinstance(notice, TaskUpdate):
-            return
-        for task in self._swarm.task_summaries(notice.task_id):
-            if self._seen.get(task.task_id) == task.state:
-                continue
-            self._seen[task.task_id] = task.state
-            elapsed = time.monotonic() - self._started
-            where = ", ".join(task.files) or (task.message if task.state == "failed" else "")
-            print(
-                f"{elapsed:7.2f}s  {task.task_id:<14} {task.kind:<7} {task.state:<9} "
-                f"{task.agent or '-':<28} {where}",
-                file=self._out,
-                flush=True,
-            )
+SUMMARY_HEADERS = ("task", "kind", "state", "agent", "files", "verdicts", "time")
+STANDINGS_HEADERS = ("agent", "trust", "credit", "budget", "tasks", "passed", "quarantined")
 
 
 def summary_table(tasks: Sequence[TaskSummary]) -> str:
-    headers = ("task", "kind", "state", "agent", "files", "verdicts", "time")
-    rows = [
+    return render_table(SUMMARY_HEADERS, summary_rows(tasks))
+
+
+def summary_rows(tasks: Sequence[TaskSummary]) -> list[tuple[str, ...]]:
+    return [
         (
             t.task_id,
             t.kind,
@@ -84,13 +59,15 @@ def summary_table(tasks: Sequence[TaskSummary]) -> str:
         )
         for t in tasks
     ]
-    return render_table(headers, rows)
 
 
 def standings_table(standings: Sequence[AgentStanding]) -> str:
     """Each agent's trust, credit, context budget and quarantine (the economy's view)."""
-    headers = ("agent", "trust", "credit", "budget", "tasks", "passed", "quarantined")
-    rows = [
+    return render_table(STANDINGS_HEADERS, standings_rows(standings))
+
+
+def standings_rows(standings: Sequence[AgentStanding]) -> list[tuple[str, ...]]:
+    return [
         (
             a.agent_id,
             f"{a.trust:.3f}" + (" (pre-trusted)" if a.pretrusted else ""),
@@ -102,7 +79,6 @@ def standings_table(standings: Sequence[AgentStanding]) -> str:
         )
         for a in standings
     ]
-    return render_table(headers, rows)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -130,11 +106,16 @@ async def run_tasks(
     path: str | None = None,
     span: Span | None = None,
     allow_test_changes: bool = False,
+    plain: bool = False,
+    quiet: bool = False,
+    report_path: Path | None = None,
 ) -> int:
     """Submit each instruction (on `path` and `span` when given, as the editor targets a file
     or selection), wait for every plan, print the summary; the exit code (0 only when every
     task's goal holds). A task that changed its own tests is held and left unwritten unless
-    `allow_test_changes`."""
+    `allow_test_changes`. Progress shows live on a terminal, as lines with `plain` (or when
+    `out` is not a terminal), not at all with `quiet`; `report_path` names an HTML page of the run
+    to write at the end."""
     settings: dict[str, Any] = {"agents": agents} if agents else {}
     if allow_test_changes:
         settings["allow_test_changes"] = True
@@ -143,13 +124,20 @@ async def run_tasks(
     except ConfigError as exc:  # a bad .delegation/config.toml: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    printer = ProgressPrinter(swarm, out, enabled=not as_json)
-    swarm.subscribe(printer)
+    progress = RunProgress(
+        out,
+        "quiet" if as_json else display_mode(out, plain=plain, quiet=quiet),
+        task_of=swarm.board.task,
+        plan_size=swarm.board.plan_size,
+    )
+    swarm.subscribe(progress)  # the swarm's warnings
+    swarm.board.observe(progress.observe)  # each task's state changes
     try:
         await swarm.start()
     except WorkspaceBusy as exc:  # another run or serve owns it: refused, nothing touched
         print(f"error: {exc}", file=sys.stderr)
         return WORKSPACE_BUSY_EXIT
+    progress.start()
     plan_ids: list[str] = []
     errors: list[str] = []
     started = time.monotonic()
@@ -167,9 +155,18 @@ async def run_tasks(
         standings = swarm.economy.summary()
         tokens = swarm.backend.ledger.snapshot() if swarm.backend is not None else None
     finally:
+        progress.stop()
         await swarm.stop()
     elapsed = time.monotonic() - started
     ok = not errors and all(t.goal_met for t in tasks)
+    report_line = ""
+    if report_path is not None and plan_ids:
+        try:
+            written = write_run_report(swarm.ledger.path, report_path, plan_ids)
+            report_line = f"report: {written}"
+        except ReportError as exc:  # the run itself is done: say why there is no page
+            report_line = f"report not written: {exc}"
+            ok = False
     if as_json:
         report: dict[str, Any] = {
             "workspace": str(workspace),
@@ -181,13 +178,14 @@ async def run_tasks(
             "tasks": msgspec.to_builtins(tasks),
             "agents": msgspec.to_builtins(standings),
             "tokens": msgspec.to_builtins(tokens),
+            "report": report_line.partition(": ")[2] if report_line.startswith("report:") else None,
         }
         print(json.dumps(report, indent=2), file=out)
     else:
         for error in errors:
             print(f"error: {error}", file=out)
         if tasks:
-            print("\n" + summary_table(tasks), file=out)
+            progress.print_table(SUMMARY_HEADERS, summary_rows(tasks), summary_table(tasks))
         for task in tasks:  # why each goal does not hold, one line each (model faults too)
             if not task.goal_met and task.message:
                 print(f"{task.state}: {task.task_id}: {task.message}", file=out)
@@ -199,7 +197,9 @@ async def run_tasks(
                 file=out,
             )
         if standings:
-            print("\n" + standings_table(standings), file=out)
+            progress.print_table(
+                STANDINGS_HEADERS, standings_rows(standings), standings_table(standings)
+            )
         if tokens is not None:
             print(
                 f"\ntokens: {tokens.prompt_tokens} prompt ({tokens.cached_tokens} cached), "
@@ -211,6 +211,8 @@ async def run_tasks(
             f"{ledger_events} events in {workspace / '.delegation' / 'ledger.sqlite3'}",
             file=out,
         )
+        if report_line:
+            print(report_line, file=out)
     return 0 if ok else 1
 
 
@@ -233,6 +235,25 @@ def workspace_argument(value: str) -> Path:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"not a folder: {value}")
     return path.resolve()
+
+
+def add_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """--plain, --quiet and --report, shared by `run` and `demo`."""
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--plain",
+        action="store_true",
+        help="one line per task state change instead of the live display (the default when "
+        "stdout is not a terminal)",
+    )
+    shown.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="write a self-contained HTML page of the run (schedule, tokens, verdicts)",
+    )
 
 
 def run_sync(coroutine: Any) -> int:

@@ -15,7 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from delegation_machine.server.cli._swarm_runner import run_sync, run_tasks
+from delegation_machine.server.cli._swarm_runner import (
+    add_display_arguments,
+    run_sync,
+    run_tasks,
+)
 
 DEFAULT_TASKS = ("fix", "format", "rename calc_total compute_order_total")
 
@@ -45,6 +49,7 @@ def register(subparsers: Any) -> None:
         help=f"instructions to run (default: {', '.join(DEFAULT_TASKS)})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON report")
+    add_display_arguments(parser)
     parser.set_defaults(handler=handle_demo)
 
 
@@ -63,5 +68,13 @@ def handle_demo(args: argparse.Namespace) -> int:
         print(f"Delegation Machine demo: a swarm of built-in agents on a copy of {sample.name}")
         print(f"scratch workspace: {scratch}\n")
     return run_sync(
-        run_tasks(scratch, args.task or DEFAULT_TASKS, agents=args.agents, as_json=args.json)
+        run_tasks(
+            scratch,
+            args.task or DEFAULT_TASKS,
+            agents=args.agents,
+            as_json=args.json,
+            plain=args.plain,
+            quiet=args.quiet,
+            report_path=args.report or scratch / ".delegation" / "report.html",
+        )
     )

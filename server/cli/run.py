@@ -15,7 +15,12 @@ from typing import Any
 
 from delegation_machine.engine.config import STATE_DIR_NAME
 from delegation_machine.engine.protocol import Point, Span
-from delegation_machine.server.cli._swarm_runner import run_sync, run_tasks, workspace_argument
+from delegation_machine.server.cli._swarm_runner import (
+    add_display_arguments,
+    run_sync,
+    run_tasks,
+    workspace_argument,
+)
 
 _LINES = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
@@ -72,6 +77,7 @@ def register(subparsers: Any) -> None:
         "(by default such a task is held, reported, and left unwritten)",
     )
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (600)")
+    add_display_arguments(parser)
     parser.set_defaults(handler=handle_run)
 
 
@@ -148,5 +154,8 @@ def handle_run(args: argparse.Namespace) -> int:
             path=path,
             span=span,
             allow_test_changes=args.allow_test_changes,
+            plain=args.plain,
+            quiet=args.quiet,
+            report_path=args.report,
         )
     )
