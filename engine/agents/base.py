@@ -83,7 +83,9 @@ class AgentFailure(Exception):
 
 
 def edits_from_texts(before: str, after: str) -> tuple[TextEdit, ...]:
-    """Minimal line-granular edits that turn `before` into `after` (code-point offsets)."""
+    """Minimal edits that turn `before` into `after` (code-point offsets): the changed lines,
+    each replacement trimmed of the text it keeps at its start and end, so an edit covers only
+    what the agent changed (the user's typing beside it on the same line stays outside)."""
     if before == after:
         return ()
     before_lines = before.splitlines(keepends=True)
@@ -96,8 +98,21 @@ def edits_from_texts(before: str, after: str) -> tuple[TextEdit, ...]:
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
-        edits.append(TextEdit(offsets[i1], offsets[i2], "".join(after_lines[j1:j2])))
+        edits.append(_trimmed(before, offsets[i1], offsets[i2], "".join(after_lines[j1:j2])))
     return tuple(edits)
+
+
+def _trimmed(before: str, start: int, end: int, new_text: str) -> TextEdit:
+    """The edit replacing before[start:end] by new_text, without their common ends."""
+    old_text = before[start:end]
+    limit = min(len(old_text), len(new_text))
+    prefix = 0
+    while prefix < limit and old_text[prefix] == new_text[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old_text[-1 - suffix] == new_text[-1 - suffix]:
+        suffix += 1
+    return TextEdit(start + prefix, end - suffix, new_text[prefix : len(new_text) - suffix])
 
 
 def apply_edits(text: str, edits: tuple[TextEdit, ...] | list[TextEdit]) -> str:

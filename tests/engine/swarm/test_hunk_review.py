@@ -34,7 +34,11 @@ async def test_hunks_are_decided_one_by_one_and_the_plan_settles(workspace: Path
         assert await swarm.wait(plan_id, timeout=120) == TaskState.VERIFIED
         imports, loads = swarm.hunks(plan_id)
         assert imports.task_id == plan_id and imports.before == "import sys\n"
-        assert "safe_load" in loads.after and "yaml.load(" in loads.before
+        # only the characters the fix changed: typing beside them on the line is not the hunk's
+        assert (loads.before, loads.after) == (
+            "load(handle, Loader=yaml.Loader",
+            "safe_load(handle",
+        )
         assert swarm.hunks(path=STORAGE) == [imports, loads]  # every reviewable plan's hunks
 
         # the user types inside the yaml hunk, then rejects it
@@ -43,7 +47,8 @@ async def test_hunks_are_decided_one_by_one_and_the_plan_settles(workspace: Path
         swarm.documents.apply_user_change(STORAGE, [TextEdit(inside, inside, "  # mine")], 2)
         assert await swarm.reject_hunk(plan_id, loads.hunk_id) == TaskState.VERIFIED
         text = swarm.state.read(STORAGE)[0]
-        assert "yaml.load(handle, Loader=yaml.Loader)" in text and "  # mine" in text
+        assert "  # mine" in text  # typed inside the agent's text: kept where that text was
+        assert "yaml.load(handle, Loader=yaml.Loader)" in text.replace("  # mine", "")
         assert "import sys\n" not in text  # the other hunk is untouched
         assert [h.hunk_id for h in swarm.hunks(plan_id)] == [imports.hunk_id]
 
