@@ -40,6 +40,7 @@ from delegation_machine.engine.state import StateError, TextChange
 from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server import convert
+from delegation_machine.server.acp.attach import AcpListener
 from delegation_machine.server.commands import TASK_UPDATED
 from delegation_machine.server.diagnostics import DiagnosticStore
 from delegation_machine.server.edit_bridge import EditBridge
@@ -74,6 +75,7 @@ class DelegationServer(LanguageServer):
         self.start_error: str | None = None  # why the last start failed
         self._starting: asyncio.Task[Swarm] | None = None
         self._stopping = False
+        self.acp_listener: AcpListener | None = None  # ACP clients attach to the swarm here
         self._owned_tasks: set[asyncio.Task[Any]] = set()
         self._progress_tokens: dict[str, types.ProgressToken] = {}
         self._progress_setups = 0  # delegations whose token exists but whose task id does not
@@ -261,7 +263,18 @@ class DelegationServer(LanguageServer):
         self.swarm, self.bridge, self.start_error = swarm, bridge, None
         self._open_known_documents(bridge)
         log.info("swarm started on %s", swarm.root)
+        await self._listen_for_acp(swarm)
         return swarm
+
+    async def _listen_for_acp(self, swarm: Swarm) -> None:
+        """`delegation-machine acp` in this workspace attaches here (decision 057)."""
+        listener = AcpListener(swarm)
+        try:
+            await listener.start()
+        except OSError as exc:  # LSP goes on; an `acp` started here is refused, naming us
+            log.warning("ACP clients cannot attach at %s: %s", listener.path, exc)
+            return
+        self.acp_listener = listener
 
     def _start_finished(self, task: asyncio.Task[Swarm]) -> None:
         self._starting = None
@@ -295,6 +308,9 @@ class DelegationServer(LanguageServer):
             with contextlib.suppress(SwarmUnavailable):
                 await asyncio.shield(self._starting)
         self._end_all_progress("the server stopped")
+        if self.acp_listener is not None:
+            listener, self.acp_listener = self.acp_listener, None
+            await listener.close()
         if self.bridge is not None:
             self.bridge.close()
         if self.swarm is not None:

@@ -2,8 +2,9 @@
 
 Owns the sessions of one connection and the swarms they work on: one `Swarm` per workspace
 folder, started on the first `session/new` for it and shared by every session on it, stopped
-when the connection ends. A workspace another process owns (`serve`, `run`) is refused with
-an error naming that process. Errors a client can act on are JSON-RPC errors with a message
+when the connection ends; or, inside a `serve` process (`server.acp.attach`), that process's
+own running swarm, never stopped by the connection. A workspace another process owns (`serve`
+without its socket, `run`) is refused with an error naming that process. Errors a client can act on are JSON-RPC errors with a message
 that says what to change; the agent goes on serving after each.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from acp import PROTOCOL_VERSION, RequestError
 from acp.interfaces import Client
@@ -38,6 +39,18 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 WORKSPACE_UNAVAILABLE = -32010  # server-defined: the workspace cannot be opened (busy, config)
+
+
+class WorkspaceHost(Protocol):
+    """Where a connection's sessions get their workspace's started swarm."""
+
+    async def open(self, root: Path) -> Swarm:
+        """The running swarm of `root` (resolved); `RequestError` if it cannot be had."""
+        ...
+
+    async def stop_all(self) -> None:
+        """The connection ended: stop what this host started for it."""
+        ...
 
 
 class SwarmHost:
@@ -75,11 +88,11 @@ class SwarmHost:
 class DelegationAgent:
     """The Delegation Machine as an ACP agent: each prompt is a delegation to the swarm."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: WorkspaceHost | None = None) -> None:
         self._client: Client | None = None
         self._files = ClientFiles()
         self._sessions: dict[str, AcpSession] = {}
-        self._host = SwarmHost()
+        self._host: WorkspaceHost = host if host is not None else SwarmHost()
 
     def on_connect(self, conn: Client) -> None:
         self._client = conn
@@ -150,7 +163,8 @@ class DelegationAgent:
         return session
 
     async def aclose(self) -> None:
-        """The connection ended: turns still running are cancelled, then the swarms stop."""
+        """The connection ended: turns still running are cancelled, then the host stops the
+        swarms it started for this connection (none, attached to a `serve`)."""
         for session in list(self._sessions.values()):
             await session.close()
         self._sessions.clear()

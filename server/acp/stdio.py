@@ -3,21 +3,30 @@
 Owns the protocol's two pipes: the process's standard input and output are moved to private
 descriptors that only the ACP connection uses, and fds 0 and 1 are pointed at /dev/null and
 stderr, so a child process (a check, a tool) or a stray print can neither read a client's
-message nor write into the protocol stream.
+message nor write into the protocol stream. When a `serve` process hosts the workspace, the
+pipes are carried to its ACP socket instead (`serve_or_attach`), so both share its swarm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
+from pathlib import Path
 from typing import BinaryIO, cast
 
 from acp import Agent, run_agent
 
 from delegation_machine.server.acp.agent import DelegationAgent
+from delegation_machine.server.acp.attach import (
+    STREAM_LIMIT_BYTES,
+    connect,
+    pipe_to_serve,
+    socket_path,
+)
 
-STREAM_LIMIT_BYTES = 50 * 1024 * 1024  # a prompt may embed whole files
+log = logging.getLogger(__name__)
 
 
 def take_protocol_pipes() -> tuple[BinaryIO, BinaryIO]:
@@ -48,3 +57,14 @@ async def serve_acp(protocol_in: BinaryIO, protocol_out: BinaryIO) -> None:
         await run_agent(cast(Agent, agent), writer, reader)
     finally:
         await agent.aclose()
+
+
+async def serve_or_attach(workspace: Path, protocol_in: BinaryIO, protocol_out: BinaryIO) -> None:
+    """Attach to the `serve` hosting `workspace` (resolved) when one listens, else serve here."""
+    path = socket_path(workspace)
+    connection = await connect(path)
+    if connection is None:
+        await serve_acp(protocol_in, protocol_out)
+        return
+    log.info("attached to the serve process of %s (%s)", workspace, path)
+    await pipe_to_serve(connection, protocol_in, protocol_out)
