@@ -6,7 +6,8 @@ runs, and before its changes are kept the client is asked for permission; allow 
 delegation, reject undoes exactly its edits. Invariant: nothing an agent changed reaches the
 disk or the client's buffers before that permission: every file an agent of the turn changed
 is held open in the state as the client's buffer (the swarm writes only closed files), from
-the moment its edits land until the user decides. With the client's `fs` capabilities the kept
+the moment its edits land until the user decides; a file an LSP editor already has open (a
+`serve` attached to) stays that editor's: neither held, closed nor flushed by the session. With the client's `fs` capabilities the kept
 text is written through `fs/write_text_file` (never to disk) and targeted files are read
 through `fs/read_text_file`; without them, through the disk as the CLI does. Lives on the
 event loop.
@@ -196,6 +197,8 @@ class AcpSession:
         state = self.swarm.state
         if rel in self.held and state.is_open(rel):
             return
+        if state.is_open(rel):  # an editor's buffer (an LSP client of the `serve` attached
+            return  # to): it owns the document, and the swarm writes no open file either
         text = state.read(rel)[0]
         if not self.files.buffers:  # what a save on disk meanwhile is merged from (release)
             self._disk_when_held[rel] = state.disk_text(rel)
@@ -215,6 +218,8 @@ class AcpSession:
                     session_id=self.session_id, path=str(self.root / rel), content=text
                 )
                 self._client_text[rel] = text
+            elif rel not in self.held and state.is_open(rel):
+                log.info("%s is open in the editor: the kept change is in its buffer", rel)
             else:
                 self.release(rel)
                 state.flush(rel)

@@ -17,17 +17,19 @@ import os
 import socket
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from acp import RequestError, resource_link_block, spawn_agent_process, text_block
+from acp.client.connection import ClientSideConnection
 
 from delegation_machine.engine.swarm import Swarm
 from delegation_machine.server.acp.attach import AcpListener, connect, socket_path
 from tests.acp.acp_client import AGENT, RecordingClient
-from tests.server.raw_lsp import RawServer
+from tests.server.raw_lsp import RawServer, notification
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 TARGET = "inventory/storage.py"  # the fix removes `import sys` and makes yaml.load safe
@@ -49,6 +51,46 @@ def task_updates(server: RawServer) -> list[dict[str, Any]]:
     return [m["params"] for m in server.notifications(TASK_UPDATED)]
 
 
+async def start_serving(workspace: Path) -> RawServer:
+    """The real `serve` on `workspace`, its swarm running (so its ACP socket listens)."""
+    server = RawServer(workspace)
+    server.initialize(initializationOptions={"delegation": {"agents": 1}})
+    status = await asyncio.to_thread(server.call, "workspace/executeCommand", STATUS, timeout=120)
+    assert status["result"]["workspace"] == str(workspace.resolve()), server.stderr_text[-3000:]
+    return server
+
+
+@asynccontextmanager
+async def attached_agent(
+    client: RecordingClient, root: Path, log: Path
+) -> AsyncIterator[tuple[ClientSideConnection, asyncio.subprocess.Process]]:
+    """The real `delegation-machine acp`, started in `root` as an editor starts it."""
+    with log.open("wb") as stderr:
+        async with spawn_agent_process(
+            client,
+            str(AGENT),
+            "acp",
+            env=dict(os.environ),
+            cwd=str(root),
+            transport_kwargs={"stderr": stderr.fileno(), "shutdown_timeout": 60.0},
+        ) as (conn, process):
+            await asyncio.wait_for(
+                conn.initialize(protocol_version=1, client_capabilities=client.capabilities), 60
+            )
+            yield conn, process
+
+
+async def prompt_fix(conn: ClientSideConnection, root: Path, target: Path, log: Path) -> str:
+    """A `fix` of `target` in a new session on `root`; the session's id."""
+    session = await asyncio.wait_for(conn.new_session(cwd=str(root)), 60)
+    link = resource_link_block(name=target.name, uri=target.as_uri())
+    response = await asyncio.wait_for(
+        conn.prompt(session_id=session.session_id, prompt=[text_block("fix"), link]), 150
+    )
+    assert response.stop_reason == "end_turn", log.read_text()[-3000:]
+    return session.session_id
+
+
 async def test_acp_attaches_to_serve_and_both_clients_share_one_swarm(
     workspace: Path, tmp_path: Path, runtime_dir: Path
 ) -> None:
@@ -57,13 +99,8 @@ async def test_acp_attaches_to_serve_and_both_clients_share_one_swarm(
     before = target.read_text()
     sock = socket_path(root)
     assert sock.parent == runtime_dir
-    server = RawServer(workspace)
+    server = await start_serving(workspace)
     try:
-        server.initialize(initializationOptions={"delegation": {"agents": 1}})
-        status = await asyncio.to_thread(
-            server.call, "workspace/executeCommand", STATUS, timeout=120
-        )
-        assert status["result"]["workspace"] == str(root), server.stderr_text[-3000:]
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # listening once the swarm runs
 
         client = RecordingClient(answer="allow-once")
@@ -72,35 +109,17 @@ async def test_acp_attaches_to_serve_and_both_clients_share_one_swarm(
         client.on_permission.append(lambda: seen_by_lsp_when_asked.append(task_updates(server)))
         client.on_permission.append(lambda: disk_when_asked.append(target.read_text()))
         log = tmp_path / "acp.log"
-        with log.open("wb") as stderr:
-            async with spawn_agent_process(
-                client,
-                str(AGENT),
-                "acp",
-                env=dict(os.environ),
-                cwd=str(root),
-                transport_kwargs={"stderr": stderr.fileno(), "shutdown_timeout": 60.0},
-            ) as (conn, process):
-                await asyncio.wait_for(
-                    conn.initialize(protocol_version=1, client_capabilities=client.capabilities),
-                    60,
-                )
-                # The workspace is owned by `serve`: only an attached agent gets a session.
-                session = await asyncio.wait_for(conn.new_session(cwd=str(root)), 60)
-                link = resource_link_block(name=target.name, uri=target.as_uri())
-                response = await asyncio.wait_for(
-                    conn.prompt(session_id=session.session_id, prompt=[text_block("fix"), link]),
-                    150,
-                )
-                assert response.stop_reason == "end_turn", log.read_text()[-3000:]
+        async with attached_agent(client, root, log) as (conn, process):
+            # The workspace is owned by `serve`: only an attached agent gets a session.
+            await prompt_fix(conn, root, target, log)
 
-                other = tmp_path / "elsewhere"
-                other.mkdir()
-                with pytest.raises(RequestError) as refused:
-                    await asyncio.wait_for(conn.new_session(cwd=str(other)), 60)
-                assert refused.value.code == WORKSPACE_UNAVAILABLE
-                assert str(root) in str(refused.value) and str(other) in str(refused.value)
-            assert process.returncode is not None
+            other = tmp_path / "elsewhere"
+            other.mkdir()
+            with pytest.raises(RequestError) as refused:
+                await asyncio.wait_for(conn.new_session(cwd=str(other)), 60)
+            assert refused.value.code == WORKSPACE_UNAVAILABLE
+            assert str(root) in str(refused.value) and str(other) in str(refused.value)
+        assert process.returncode is not None
 
         # (a) the ACP side saw the plan and the task's tool call, and was asked permission.
         assert client.of_kind("plan")
@@ -134,6 +153,41 @@ async def test_acp_attaches_to_serve_and_both_clients_share_one_swarm(
         assert "import sys\n" in before and "import sys\n" not in fixed
         assert server.shutdown() == 0
         assert not sock.exists()  # removed on shutdown
+    finally:
+        server.close()
+
+
+async def test_a_file_open_in_the_lsp_editor_stays_the_editors_through_an_acp_turn(
+    workspace: Path, tmp_path: Path, runtime_dir: Path
+) -> None:
+    """The ACP session neither takes over nor closes the editor's document: after the kept
+    fix the editor goes on typing in it (before, the session's release closed it in the
+    state, and the editor's next didChange was refused as "not open")."""
+    root = workspace.resolve()
+    target = root / TARGET
+    before = target.read_text()
+    uri = target.as_uri()
+    server = await start_serving(workspace)
+    try:
+        opened = {"uri": uri, "languageId": "python", "version": 1, "text": before}
+        server.send(notification("textDocument/didOpen", {"textDocument": opened}))
+        client = RecordingClient(answer="allow-once")
+        log = tmp_path / "acp.log"
+        async with attached_agent(client, root, log) as (conn, _):
+            await prompt_fix(conn, root, target, log)
+        assert len(client.permissions) == 1
+        messages = "".join(u.content.text for u in client.of_kind("agent_message_chunk"))
+        assert f"Kept the changes to {TARGET}" in messages
+        assert target.read_text() == before  # the editor's buffer has it; the editor saves
+        typed = {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "#\n"}]}
+        server.send(notification("textDocument/didChange", typed))
+        status = await asyncio.to_thread(
+            server.call, "workspace/executeCommand", STATUS, timeout=60
+        )
+        assert [p["state"] for p in status["result"]["plans"]] == ["accepted"], status
+        warnings = [m["params"]["message"] for m in server.notifications("window/showMessage")]
+        assert warnings == [], warnings
+        assert server.shutdown() == 0
     finally:
         server.close()
 
