@@ -220,6 +220,10 @@ class SemgrepWorker:
         scratch = make_scratch_dir("dm-semgrep-worker-")  # mirror/ and home/, removed together
         self._mirror = scratch / "mirror"
         self._mirror.mkdir()
+        # Without a .semgrepignore at its root semgrep applies its default ignores (tests/,
+        # test/, node_modules/, …) and the worker would skip every test file in silence; an
+        # empty one scans exactly the files announced, as the batch CLI scans its targets.
+        (self._mirror / ".semgrepignore").write_text("", encoding="utf-8")
         proc = await self._spawn(self._mirror)
         self.pid = proc.pid
         connection = _Connection(proc)

@@ -33,6 +33,8 @@ TEXTS = {
     ),
     "pkg/b.py": "import yaml\r\n\r\nvalue = yaml.load(open('x'))\r\n",
     "clean.py": "print('nothing to fix')\n",
+    # semgrep's default ignores skip tests/ unless told otherwise: the worker must not
+    "tests/test_load.py": "import yaml\n\n\ndef test_load():\n    assert yaml.load('a: 1')\n",
 }
 
 
@@ -50,7 +52,7 @@ async def test_warm_matches_and_fixes_equal_the_cli_scan(tmp_path: Path) -> None
         await scanner.aclose()
     cli = await scan_texts(TEXTS, rule_paths=bundled_semgrep_rules())
     assert by_position(warm) == by_position(cli)
-    assert {r.path for r in warm if r.fix} == {"a.py", "pkg/b.py"}
+    assert {r.path for r in warm if r.fix} == {"a.py", "pkg/b.py", "tests/test_load.py"}
 
 
 async def test_the_swarm_fix_scan_gives_the_cli_agents_files(sample_copy: Path) -> None:
