@@ -77,6 +77,7 @@ class EditorState:
         self.applied_edits: list[types.ApplyWorkspaceEditParams] = []
         self.diagnostic_history: list[types.Diagnostic] = []
         self.message_requests: list[types.ShowMessageRequestParams] = []
+        self.code_lens_refreshes = 0  # workspace/codeLens/refresh requests answered
         self.answer_message_request: str | None = None  # the title the "user" clicks
         self.changed = asyncio.Condition()
 
@@ -200,6 +201,12 @@ def install_editor_handlers(client: LanguageClient, editor: EditorState) -> None
         choice = editor.answer_message_request
         titles = [a.title for a in params.actions or []]
         return types.MessageActionItem(title=choice) if choice in titles else None
+
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    async def code_lens_refresh(params: None) -> None:
+        # An editor that advertises refreshSupport answers this (VS Code re-requests lenses).
+        editor.code_lens_refreshes += 1
+        await editor.notify_changed()
 
     record_progress = DEFAULT_CLIENT_FEATURES[types.PROGRESS]
 
