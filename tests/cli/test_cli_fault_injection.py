@@ -81,11 +81,14 @@ def wait_until_gone(pids: set[int]) -> set[int]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             watched[os.pidfd_open(pid)] = pid
+    poller = select.poll()  # not select(): a test run may hold descriptors above 1024
+    for fd in watched:
+        poller.register(fd, select.POLLIN)
     try:
         deadline = time.monotonic() + CHILDREN_GONE_WITHIN_S
         while watched and (remaining := deadline - time.monotonic()) > 0:
-            exited, _, _ = select.select(list(watched), [], [], remaining)
-            for fd in exited:
+            for fd, _ in poller.poll(remaining * 1000):
+                poller.unregister(fd)
                 os.close(fd)
                 del watched[fd]
         return set(watched.values())
