@@ -178,9 +178,10 @@ class ScriptedServer:
         """Park until release(); return False if the client hung up meanwhile."""
         self.held.set()
         conn: socket.socket = handler.connection
+        hangup = select.poll()  # not select(): a process may hold descriptors above 1024
+        hangup.register(conn, select.POLLIN)
         while not self._gate.wait(0.005):
-            readable, _, _ = select.select([conn], [], [], 0)
-            if readable:
+            if hangup.poll(0):
                 try:
                     if conn.recv(1, socket.MSG_PEEK) == b"":
                         self.disconnected.set()
