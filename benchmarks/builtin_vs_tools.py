@@ -7,7 +7,8 @@ Corpora (each run works on a fresh copy; nothing is modified in place):
 
 Per corpus and per contender, wall time and CPU time (this process's children: user + sys)
 over several runs; the figure is the median, with min and max:
-- direct (the baseline): `semgrep scan --autofix` with the bundled rules, then
+- direct (the baseline): `semgrep scan --autofix` with the bundled rules (with an empty
+  `.semgrepignore`, so that it scans test folders as the swarm does), then
   `ruff check --fix --exit-zero`, then `ruff format` — what a user runs by hand;
 - swarm, check level quick: `delegation-machine run COPY --task fix --task format` with
   `check_level = "quick"` (every change parsed and rescanned by semgrep before it is kept);
@@ -131,6 +132,8 @@ def measure(source: Path, runs: int, levels: list[str]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="dm-bench-direct-") as folder:
             workspace = copy_corpus(source, Path(folder))
             original = python_texts(workspace)
+            # the swarm scans test files too: turn off semgrep's default ignores (tests/, …)
+            (workspace / ".semgrepignore").write_text("", encoding="utf-8")
             direct.append(timed(direct_commands(), workspace))
             expected = python_texts(workspace)
         for level in levels:
