@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from delegation_machine.engine.protocol import Finding, Point, Severity, Span, Verdict
 from delegation_machine.engine.supervise.affected import AffectedTests
+from delegation_machine.engine.supervise.python_parse import compile_python
 from delegation_machine.engine.supervise.sandbox import SandboxLimits
 from delegation_machine.engine.supervise.semgrep import SemgrepScanner
 from delegation_machine.engine.supervise.syntax import GrammarMissing, has_grammar, syntax_findings
@@ -130,9 +130,7 @@ def compile_verdict(
 
 def _compile_finding(path: str, text: str) -> Finding | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(text, path, "exec", dont_inherit=True)
+        compile_python(text, path)
     except SyntaxError as exc:
         line = max((exc.lineno or 1) - 1, 0)
         column = max((exc.offset or 1) - 1, 0)

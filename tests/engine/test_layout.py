@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import delegation_machine.engine as engine_package
+from delegation_machine.engine.supervise.python_parse import parse_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,10 @@ def test_imports_inside_functions_are_only_the_optional_extras() -> None:
     found = []
     for folder in ("engine", "server"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            # through the engine's parser: it takes the lock that keeps this parse from racing
+            # a check still compiling in a worker thread (a CPython 3.11 SystemError)
+            tree = parse_python(path.read_text(encoding="utf-8"))
+            assert tree is not None, path
             for node in ast.walk(tree):
                 if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
