@@ -38,10 +38,15 @@ FINISHED_MEMORY = 10_000
 
 
 class WorkerSpec(msgspec.Struct, frozen=True):
-    """One agent slot; `kind` is its processor class, looked up in `TaskSpec.cost`."""
+    """One agent slot; `kind` is its processor class, looked up in `TaskSpec.cost`.
+
+    `serves` limits the task kinds the slot runs (None: every kind); a remote slot (one whose
+    agents run in a worker process on another host, engine/scale) serves only the kinds the
+    remote workers take."""
 
     worker_id: str
     kind: str
+    serves: frozenset[str] | None = None
 
 
 class WorkerStatus(msgspec.Struct, frozen=True):
@@ -347,7 +352,10 @@ class Dispatcher:
         return min(self._workers, key=finish)
 
     def _cost(self, task_id: str, worker: _Worker) -> float:
-        return self._specs[task_id].cost_on(worker.spec.kind)
+        spec = self._specs[task_id]
+        if worker.spec.serves is not None and spec.kind not in worker.spec.serves:
+            return math.inf
+        return spec.cost_on(worker.spec.kind)
 
     # -- execution -------------------------------------------------------------------------
 
