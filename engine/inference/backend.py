@@ -1,7 +1,8 @@
 """The one async interface every inference backend implements, its wire types and errors.
 
-Owns `Backend` (stream/complete/aclose), `ChatMessage`, `ChatRequest`, `Completion`,
-`BackendUsage`, the typed `BackendError` family, secret redaction and the retry policy.
+Owns `Backend` (stream/complete/aclose), `ReportsContextWindow` and `ContextWindow`,
+`ChatMessage`, `ChatRequest`, `Completion`, `BackendUsage`, the typed `BackendError` family,
+secret redaction and the retry policy.
 Invariants: an error message never contains a secret (every message passes `redact`); a
 request is retried only on transient faults and only before its first streamed token.
 """
@@ -59,6 +60,20 @@ class Completion(msgspec.Struct, frozen=True):
     usage: BackendUsage
     finish_reason: str | None = None
     attempts: int = 1
+
+
+class ContextWindow(msgspec.Struct, frozen=True):
+    """The model's context length in tokens and where it was learnt (for messages)."""
+
+    tokens: int
+    source: str
+
+
+@runtime_checkable
+class ReportsContextWindow(Protocol):
+    """A backend that can ask its server for the model's context length."""
+
+    async def context_window(self) -> ContextWindow | None: ...
 
 
 @runtime_checkable

@@ -30,6 +30,8 @@ DEFAULT_BASE_URLS = {
     "anthropic": "https://api.anthropic.com",
 }
 
+MIN_CONTEXT_WINDOW = 256
+
 _SECRET_KEYS = {"api_key", "apikey", "key", "token", "secret", "password", "authorization"}
 
 
@@ -46,6 +48,9 @@ class BackendConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     block_size: int = 16  # radix accounting block, match the server's (vLLM default 16)
     max_tokens_per_task: int = 200_000  # hard cap on billable tokens per task
     max_output_tokens: int = 2048
+    # The model's context length; the server's report (vLLM max_model_len, llama.cpp n_ctx)
+    # is used when there is one, the smaller of the two when both are known.
+    context_window: int | None = None
     temperature: float = 0.0
     guided_json: bool | None = None  # None: on for openai/vllm/scripted, off for anthropic
     max_turns: int = 12
@@ -116,6 +121,11 @@ def load_backend_config(mapping: Mapping[str, Any] | None) -> BackendConfig | No
         detail = message.split(" - at ")[0]
         raise ConfigError(f"{where}: {detail}") from None
     _check_positive(cfg)
+    if cfg.context_window is not None and cfg.context_window < MIN_CONTEXT_WINDOW:
+        raise ConfigError(
+            f"inference.context_window: must be at least {MIN_CONTEXT_WINDOW} tokens, "
+            f"got {cfg.context_window}"
+        )
     if cfg.provider != "vllm-inprocess" and not cfg.model:
         raise ConfigError(f"inference.model: required for provider {cfg.provider!r}")
     if cfg.provider == "scripted" and not cfg.base_url:
@@ -159,7 +169,10 @@ def create_session(cfg: BackendConfig, *, sleep: Sleep | None = None) -> Inferen
     """The backend with the shared radix accounting and token ledger the swarm's agents share."""
     ledger = TokenLedger(prices=cfg.prices, max_tokens_per_task=cfg.max_tokens_per_task)
     return InferenceSession(
-        create_backend(cfg, sleep=sleep), ledger=ledger, block_size=cfg.block_size
+        create_backend(cfg, sleep=sleep),
+        ledger=ledger,
+        block_size=cfg.block_size,
+        context_window=cfg.context_window,
     )
 
 

@@ -103,3 +103,120 @@ def naive_layout(
     if trace:
         messages.append(ChatMessage("user", trace))
     return tuple(messages)
+
+
+# --- fitting a prompt into the model's context window -------------------------------------
+
+# Our token count approximates the server's tokenizer; this share of the window is kept free so
+# that a prompt we count as fitting is not refused by the server for a few tokens.
+CONTEXT_SLACK = 0.1
+# The reply may take at most this share of the window, so a small window keeps room for the
+# prompt; a reply that needs more hits the cap and the gate asks for a shorter one.
+REPLY_SHARE = 0.25
+OMITTED = "to fit the model's context window"
+
+
+class PromptDoesNotFit(Exception):
+    """The shared prefix, with the rest trimmed to markers, exceeds the usable window."""
+
+    def __init__(self, minimum_tokens: int, limit: int, prefix_tokens: int) -> None:
+        super().__init__(f"needs at least {minimum_tokens} tokens, {limit} are usable")
+        self.minimum_tokens = minimum_tokens
+        self.limit = limit
+        self.prefix_tokens = prefix_tokens
+
+
+MessageCounter = Callable[[ChatMessage], int]
+
+
+class FittedPrompt(msgspec.Struct, frozen=True):
+    messages: tuple[ChatMessage, ...]
+    tokens: int  # counted with the session's tokenizer
+    trimmed: tuple[int, ...] = ()  # indexes of the messages that were cut, in trim order
+
+
+def reply_room(window: int, max_tokens: int) -> int:
+    """The reply's room in a window: `max_tokens`, at most REPLY_SHARE of the window."""
+    return max(1, min(max_tokens, int(window * REPLY_SHARE)))
+
+
+def prompt_limit(window: int, reply_tokens: int) -> int:
+    """Tokens the prompt may take: the window less the reply room and the counting slack."""
+    return window - reply_tokens - int(window * CONTEXT_SLACK)
+
+
+def trim_order(messages: Sequence[ChatMessage]) -> list[int]:
+    """Which messages are cut first: the feedback of earlier attempts (every message after the
+    task's delta), oldest first; then the delta. The shared prefix (every message up to the last
+    cache breakpoint) is never cut here: it is sized to the window when it is built, so every
+    agent still sends the same bytes.
+    """
+    split = _prefix_len(messages)
+    history = list(range(split + 1, len(messages)))
+    delta = [split] if split < len(messages) else []
+    return history + delta
+
+
+def _cut(message: ChatMessage, keep: int, *, keep_end: bool) -> ChatMessage:
+    """`message` with all but `keep` characters replaced by a marker (the end or the start kept)."""
+    content = message.content
+    dropped = len(content) - keep
+    if dropped <= 0:
+        return message
+    if keep == 0:
+        text = f"[… {dropped} characters omitted {OMITTED} …]"
+    elif keep_end:  # earlier attempts: their oldest part goes first
+        text = f"[… {dropped} earlier characters omitted {OMITTED} …]\n" + content[dropped:]
+    else:  # the delta and the prefix: their head (the task, the constitution) stays longest
+        text = content[:keep] + f"\n[… {dropped} more characters omitted {OMITTED} …]"
+    return msgspec.structs.replace(message, content=text)
+
+
+def fit_messages(
+    messages: Sequence[ChatMessage], *, limit: int, count: MessageCounter
+) -> FittedPrompt:
+    """The messages cut, in `trim_order`, until their count is at most `limit`.
+
+    A message is cut only once every message before it in the trim order is down to its marker;
+    the shared prefix is sent unchanged. Raises PromptDoesNotFit when the prefix with every
+    other message reduced to its marker exceeds `limit`.
+    """
+    fitted = list(messages)
+    sizes = [count(m) for m in fitted]
+    total = sum(sizes)
+    if total <= limit:
+        return FittedPrompt(tuple(fitted), total)
+    order = trim_order(fitted)
+    history = set(order[:-1])
+    trimmed: list[int] = []
+    for index in order:
+        original = fitted[index]
+        keep_end = index in history
+        rest = total - sizes[index]
+        smallest = _cut(original, 0, keep_end=keep_end)
+        if count(smallest) >= sizes[index]:  # shorter than its own marker: nothing to gain
+            continue
+        floor = count(smallest)
+        trimmed.append(index)
+        if rest + floor > limit:  # even its marker leaves too much: reduce it, go on
+            fitted[index] = smallest
+            sizes[index], total = floor, rest + floor
+            continue
+        low, high = 0, len(original.content)  # the most characters that still fit
+        while low < high:
+            middle = (low + high + 1) // 2
+            if rest + count(_cut(original, middle, keep_end=keep_end)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        fitted[index] = _cut(original, low, keep_end=keep_end)
+        sizes[index] = count(fitted[index])
+        total = rest + sizes[index]
+        return FittedPrompt(tuple(fitted), total, tuple(trimmed))
+    prefix_tokens = sum(sizes[: _prefix_len(messages)])
+    raise PromptDoesNotFit(total, limit, prefix_tokens)
+
+
+def _prefix_len(messages: Sequence[ChatMessage]) -> int:
+    breakpoints = [n for n, m in enumerate(messages) if m.cache_breakpoint]
+    return breakpoints[-1] + 1 if breakpoints else 0

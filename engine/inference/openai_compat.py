@@ -3,12 +3,14 @@
 Owns one `httpx.AsyncClient` per backend. Every request streams (SSE) so that cancellation
 and the per-read timeout apply between tokens. Cached-token counts come from
 `usage.prompt_tokens_details.cached_tokens` (vLLM, SGLang, OpenAI) or llama.cpp's
-`timings.cache_n`. The API key is read from the environment at request time and redacted from
-every error message.
+`timings.cache_n`. The model's context length comes from `GET /v1/models` (vLLM's
+`max_model_len`) or llama.cpp's `GET /props` (`n_ctx`, per slot), asked once. The API key is
+read from the environment at request time and redacted from every error message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +25,7 @@ from delegation_machine.engine.inference.backend import (
     BackendStreamBroken,
     BackendUsage,
     ChatRequest,
+    ContextWindow,
     RetryPolicy,
     Sleep,
     StreamDelta,
@@ -42,6 +45,35 @@ def read_api_key(api_key_env: str | None) -> str | None:
             "set; export it in the environment that starts the server"
         )
     return value
+
+
+DISCOVERY_TIMEOUT_S = 5.0
+
+
+def window_from_models(payload: object, model: str) -> int | None:
+    """`max_model_len` of `model` (or of the only model served) in a /v1/models answer."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        return None
+    entries = [e for e in data if isinstance(e, dict)]
+    chosen = [e for e in entries if e.get("id") == model] or (entries if len(entries) == 1 else [])
+    for entry in chosen:
+        value = entry.get("max_model_len")
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def window_from_props(payload: object) -> int | None:
+    """llama.cpp's context per slot: `n_ctx` of /props, or of its default_generation_settings."""
+    if not isinstance(payload, dict):
+        return None
+    settings = payload.get("default_generation_settings")
+    for source in (settings if isinstance(settings, dict) else {}, payload):
+        value = source.get("n_ctx")
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def parse_openai_usage(raw: dict[str, Any] | None, timings: dict[str, Any] | None) -> BackendUsage:
@@ -87,6 +119,49 @@ class OpenAICompatibleBackend(HttpBackend):
             transport=transport,
         )
         self.supports_guided_json = guided_json
+        self._window: ContextWindow | None = None
+        self._window_known = False  # the server answered the question (with or without one)
+        self._window_lock = asyncio.Lock()
+
+    async def context_window(self) -> ContextWindow | None:
+        """The context length the server reports, asked once; None when it reports none.
+
+        An unreachable server is asked again next time (the request itself then fails with
+        the clear 'not reachable' error).
+        """
+        if self._window_known:
+            return self._window
+        async with self._window_lock:
+            if not self._window_known:
+                self._window, self._window_known = await self._ask_context_window()
+        return self._window
+
+    async def _ask_context_window(self) -> tuple[ContextWindow | None, bool]:
+        key = read_api_key(self.api_key_env)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        root = self.base_url.removesuffix("/v1")
+        answered = False
+        for url, read in (
+            (f"{self.base_url}/models", lambda p: window_from_models(p, self.model)),
+            (f"{root}/props", window_from_props),
+        ):
+            try:
+                response = await self._client.get(
+                    url, headers=headers, timeout=min(self._timeout_s, DISCOVERY_TIMEOUT_S)
+                )
+            except httpx.HTTPError:
+                continue
+            answered = True
+            if response.status_code != 200:
+                continue
+            try:
+                tokens = read(msgspec.json.decode(response.content))
+            except msgspec.DecodeError:
+                continue
+            if tokens is not None:
+                field = "max_model_len" if url.endswith("/models") else "n_ctx"
+                return ContextWindow(tokens, f"{field} reported by {url}"), True
+        return None, answered
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -1,9 +1,11 @@
 """One inference session shared by every agent of a swarm: backend + radix accounting + ledger.
 
-Owns the per-request bookkeeping around a `Backend`: before sending, the budget check (with the
-radix tree's estimate of uncached tokens); after, the radix observation of the exact prompt and
-the ledger entry comparing predicted reuse with what the backend reported. Sharing one session
-is what makes the radix tree see every prompt sent.
+Owns the per-request bookkeeping around a `Backend`: before sending, fitting the prompt into the
+model's context window (learnt from the server, else `inference.context_window`) with room for
+the reply, and the budget check (with the radix tree's estimate of uncached tokens); after, the
+radix observation of the exact prompt and the ledger entry comparing predicted reuse with what
+the backend reported. Sharing one session is what makes the radix tree see every prompt sent.
+Invariant: a prompt that cannot fit is refused here with BackendContextOverflow, never sent.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
+
 from delegation_machine.engine.inference.accounting import TokenLedger
 from delegation_machine.engine.inference.backend import (
+    CONTEXT_HINT,
     Backend,
+    BackendContextOverflow,
     BackendUsage,
+    ChatMessage,
     ChatRequest,
     Completion,
+    ContextWindow,
+    ReportsContextWindow,
     StreamDelta,
+)
+from delegation_machine.engine.inference.layout import (
+    PromptDoesNotFit,
+    fit_messages,
+    prompt_limit,
+    reply_room,
 )
 from delegation_machine.engine.inference.radix import PrefixAccounting, PrefixObservation
 from delegation_machine.engine.inference.tokens import ApproxTokenizer, ChatTurnText, render_chat
@@ -31,8 +46,11 @@ class InferenceSession:
         ledger: TokenLedger | None = None,
         block_size: int = 16,
         tokenizer: ApproxTokenizer | None = None,
+        context_window: int | None = None,
     ) -> None:
         self.backend = backend
+        self.configured_window = context_window  # inference.context_window
+        self.trimmed_requests = 0  # requests whose tail (or prefix) was cut to fit the window
         self.ledger = ledger or TokenLedger()
         self.accounting = PrefixAccounting(block_size)
         self.tokenizer = tokenizer or ApproxTokenizer()
@@ -49,6 +67,56 @@ class InferenceSession:
         key = (request.task_id, request.agent_id)
         self._backend_time[key] = self._backend_time.get(key, 0.0) + seconds
 
+    async def context_window(self) -> ContextWindow | None:
+        """The window prompts are fitted to: what the server reports, else the configured one.
+
+        When both are known the smaller wins (a llama.cpp slot, or a user keeping headroom).
+        None: nothing is known, the prompt is sent as laid out and the server decides.
+        """
+        reported = None
+        if isinstance(self.backend, ReportsContextWindow):
+            reported = await self.backend.context_window()
+        configured = self.configured_window
+        if configured is None:
+            return reported
+        if reported is None or configured <= reported.tokens:
+            return ContextWindow(configured, "inference.context_window")
+        return reported
+
+    def count_message(self, message: ChatMessage) -> int:
+        return len(
+            self.tokenizer.encode(render_chat([ChatTurnText(message.role, message.content)]))
+        )
+
+    async def fit(self, request: ChatRequest) -> ChatRequest:
+        """`request` with its messages cut to fit the window with room for the reply.
+
+        Raises BackendContextOverflow, before any request is sent, when it cannot fit.
+        """
+        window = await self.context_window()
+        if window is None:
+            return request
+        reply = reply_room(window.tokens, request.max_tokens)
+        limit = prompt_limit(window.tokens, reply)
+        try:
+            fitted = fit_messages(request.messages, limit=limit, count=self.count_message)
+        except PromptDoesNotFit as exc:
+            raise BackendContextOverflow(
+                f"the prompt does not fit the model's context window of {window.tokens} tokens "
+                f"({window.source}): even with the task and earlier attempts cut to markers it "
+                f"needs about {exc.minimum_tokens} tokens (the shared prefix alone "
+                f"{exc.prefix_tokens}), plus {reply} tokens of room for the reply "
+                f"and {window.tokens - reply - exc.limit} of slack. Nothing was "
+                f"sent. {CONTEXT_HINT}",
+                provider=self.backend.provider,
+            ) from None
+        if fitted.trimmed:
+            self.trimmed_requests += 1
+            request = msgspec.structs.replace(request, messages=fitted.messages)
+        if reply != request.max_tokens:
+            request = msgspec.structs.replace(request, max_tokens=reply)
+        return request
+
     def prompt_tokens(self, request: ChatRequest) -> list[str]:
         turns = [ChatTurnText(m.role, m.content) for m in request.messages]
         return self.tokenizer.encode(render_chat(turns))
@@ -61,6 +129,7 @@ class InferenceSession:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         """Stream from the backend; the ledger entry is written when the stream ends."""
+        request = await self.fit(request)
         tokens = self.prompt_tokens(request)
         self.check_budget(request, tokens)
         observation = self.accounting.observe(tokens)
@@ -81,6 +150,7 @@ class InferenceSession:
         self._record(request, usage or BackendUsage(), observation)
 
     async def complete(self, request: ChatRequest) -> Completion:
+        request = await self.fit(request)
         tokens = self.prompt_tokens(request)
         self.check_budget(request, tokens)
         observation = self.accounting.observe(tokens)
