@@ -33,7 +33,7 @@ import msgspec
 
 from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.agents.builtin.rename import module_name, resolve_import_target
-from delegation_machine.engine.agents.builtin.ruff_tool import UnparsableFile, ruff_format
+from delegation_machine.engine.agents.builtin.ruff_tool import ruff_texts
 from delegation_machine.engine.memory.occurrence import SymbolOccurrence
 from delegation_machine.engine.memory.symbols import SymbolIndex
 from delegation_machine.engine.protocol import (
@@ -155,19 +155,16 @@ class AcceptanceJudge:
     # --- per kind ------------------------------------------------------------------------
 
     async def _unformatted(self, after: Mapping[str, str], paths: Sequence[str]) -> list[Unmet]:
-        unmet = []
-        for rel in paths:
-            if not rel.endswith(".py") or rel not in after:
-                continue
-            try:
-                formatted = await ruff_format(after[rel], rel, self.root, self._format_timeout_s)
-            except UnparsableFile:
-                continue  # reported by the parse criterion
-            except AgentFailure as exc:
-                raise CannotJudge(f"the formatter's check could not run: {exc}") from None
-            if formatted != after[rel]:
-                unmet.append(Unmet(rel, 0, "ruff format --check: would reformat", "format"))
-        return unmet
+        texts = {rel: after[rel] for rel in paths if rel.endswith(".py") and rel in after}
+        try:  # one ruff run over the task's files; unparsable ones: the parse criterion's
+            formatted = await ruff_texts("format", texts, self.root, self._format_timeout_s)
+        except AgentFailure as exc:
+            raise CannotJudge(f"the formatter's check could not run: {exc}") from None
+        return [
+            Unmet(rel, 0, "ruff format --check: would reformat", "format")
+            for rel, text in formatted.texts.items()
+            if text != texts[rel]
+        ]
 
     def _rename_left(
         self,

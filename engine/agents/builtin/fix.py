@@ -22,7 +22,7 @@ from delegation_machine.engine.agents.base import (
     apply_edits,
     edits_from_texts,
 )
-from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_safe_fixes
+from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_texts
 from delegation_machine.engine.agents.builtin.semgrep_fixes import (
     FixOutcome,
     ScanTexts,
@@ -68,31 +68,41 @@ class FixAgent:
         outcome = await apply_semgrep_fixes(
             {rel: version.text for rel, version in targets.items()}, self.scan
         )
+        semgrep_fixed: dict[str, str] = {}
+        for rel, version in targets.items():
+            text = outcome.texts.get(rel, version.text)
+            if text != version.text and not parses_as_python(text):
+                notes.append(f"{rel}: semgrep fixes dropped, the result would not parse")
+                text = version.text
+                outcome.applied.pop(rel, None)
+            semgrep_fixed[rel] = text
+        root = work.workspace_root or self.workspace_root
+        ruff = await ruff_texts("fix", semgrep_fixed, root, self.timeout_s)
         mutations: list[Mutation] = []
         for rel, version in targets.items():
-            mutation = await self._fix_file(work, rel, version, outcome, notes)
+            mutation = self._fix_file(
+                work, rel, version, semgrep_fixed[rel], ruff.texts.get(rel), outcome, notes
+            )
             if mutation is not None:
                 mutations.append(mutation)
         notes.extend(_unfixable_notes(outcome.unfixable))
-        usage = TokenUsage(tool_calls=outcome.scans + len(targets))
+        usage = TokenUsage(tool_calls=outcome.scans + ruff.runs)
         return AgentResult(tuple(mutations), usage, "\n".join(notes))
 
-    async def _fix_file(
+    def _fix_file(
         self,
         work: AgentWork,
         rel: str,
         version: FileVersion,
+        text: str,
+        fixed: str | None,
         outcome: FixOutcome,
         notes: list[str],
     ) -> Mutation | None:
-        root = work.workspace_root or self.workspace_root
-        text = outcome.texts.get(rel, version.text)
+        """The Mutation for one file: `text` is it after the semgrep fixes, `fixed` after
+        ruff's too (None: ruff could not parse it)."""
         applied = outcome.applied.get(rel, [])
-        if not parses_as_python(text):
-            notes.append(f"{rel}: semgrep fixes dropped, the result would not parse")
-            text, applied = version.text, []
-        fixed = await ruff_safe_fixes(text, rel, root, self.timeout_s)
-        if not parses_as_python(fixed):
+        if fixed is None or (fixed != text and not parses_as_python(fixed)):
             notes.append(f"{rel}: ruff fixes dropped, the result would not parse")
             fixed = text
         edits = edits_from_texts(version.text, fixed)

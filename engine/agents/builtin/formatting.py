@@ -1,7 +1,8 @@
 """FormatAgent (kind "format"): `ruff format` with the workspace's own settings.
 
-Owns one Mutation per Python file whose formatting changes. Invariants: it never writes the
-workspace (ruff reads stdin); a file ruff cannot parse is left unchanged and named in the
+Owns one Mutation per Python file whose formatting changes; all of a task's files go through
+one ruff run (`ruff_texts`). Invariants: it never writes the workspace (ruff reads stdin or a
+private copy); a file ruff cannot parse is left unchanged and named in the
 notes, and the agent fails only when every requested file was unparsable.
 """
 
@@ -16,7 +17,7 @@ from delegation_machine.engine.agents.base import (
     TokenUsage,
     edits_from_texts,
 )
-from delegation_machine.engine.agents.builtin.ruff_tool import UnparsableFile, ruff_format
+from delegation_machine.engine.agents.builtin.ruff_tool import ruff_texts
 from delegation_machine.engine.agents.builtin.targets import python_targets, skipped_non_python
 from delegation_machine.engine.protocol import Mutation
 
@@ -35,15 +36,15 @@ class FormatAgent:
         if not targets:
             return AgentResult(notes="\n".join([*notes, "no Python files to format"]))
         root = work.workspace_root or self.workspace_root
+        formatted = await ruff_texts(
+            "format", {rel: version.text for rel, version in targets.items()}, root, self.timeout_s
+        )
+        unparsable = [str(failure) for failure in formatted.unparsable.values()]
         mutations: list[Mutation] = []
-        unparsable: list[str] = []
         for rel, version in targets.items():
-            try:
-                formatted = await ruff_format(version.text, rel, root, self.timeout_s)
-            except UnparsableFile as exc:
-                unparsable.append(str(exc))
+            if rel not in formatted.texts:
                 continue
-            edits = edits_from_texts(version.text, formatted)
+            edits = edits_from_texts(version.text, formatted.texts[rel])
             if edits:
                 mutations.append(
                     Mutation(
@@ -57,5 +58,5 @@ class FormatAgent:
                 )
         if unparsable and len(unparsable) == len(targets):
             raise AgentFailure("nothing was formatted: " + "; ".join(unparsable))
-        usage = TokenUsage(tool_calls=len(targets))
+        usage = TokenUsage(tool_calls=formatted.runs)
         return AgentResult(tuple(mutations), usage, "\n".join([*notes, *unparsable]))
