@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -140,36 +140,42 @@ MAX_CRITERIA = 8
 MAX_CRITERION_TEXT = 400
 
 
+CriterionText = Annotated[str, msgspec.Meta(max_length=MAX_CRITERION_TEXT)]
+CriterionPath = Annotated[str, msgspec.Meta(max_length=MAX_CRITERION_TEXT)]
+
+
 class PassingTests(msgspec.Struct, frozen=True, tag="tests-pass", tag_field="check"):
     """These tests (pytest node ids or test files) must pass after the change."""
 
-    tests: list[str] = msgspec.field(default_factory=list)
+    tests: Annotated[list[CriterionText], msgspec.Meta(max_length=MAX_CRITERIA)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class SymbolExists(msgspec.Struct, frozen=True, tag="symbol-exists", tag_field="check"):
     """A definition named `name` must exist after the change (in `path` when given)."""
 
-    name: str
-    path: str | None = None
+    name: CriterionText
+    path: CriterionPath | None = None
 
 
 class SymbolGone(msgspec.Struct, frozen=True, tag="symbol-gone", tag_field="check"):
     """No definition or reference named `name` may remain after the change."""
 
-    name: str
+    name: CriterionText
 
 
 class FindingGone(msgspec.Struct, frozen=True, tag="finding-gone", tag_field="check"):
     """A finding with this code (e.g. "semgrep:<rule>") must be gone (from `path` if given)."""
 
-    code: str
-    path: str | None = None
+    code: CriterionText
+    path: CriterionPath | None = None
 
 
 class ReviewQuestion(msgspec.Struct, frozen=True, tag="review", tag_field="check"):
     """A yes/no question about the diff for the reviewer, where no machine check fits."""
 
-    question: str
+    question: CriterionText
 
 
 Criterion = PassingTests | SymbolExists | SymbolGone | FindingGone | ReviewQuestion

@@ -31,6 +31,7 @@ from delegation_machine.engine.agents.llm_tools import (
     ProposeEdit,
     action_schema,
     fallback_repo_map,
+    repo_map_budget,
     tool_reference,
 )
 from delegation_machine.engine.inference.accounting import BudgetExceeded
@@ -62,6 +63,10 @@ from delegation_machine.engine.protocol import DelegationRequest, Event, Verdict
 
 FOCUS_CONTEXT_LINES = 40
 MASK_ABOVE_CHARS = 240
+# The reply room of one action: the largest action is an edit with bounded `old` and `new`
+# (llm_tools.MAX_EDIT_CHARS each). inference.max_output_tokens can only lower it; the session
+# lowers it further to a quarter of a small context window.
+ACTION_REPLY_TOKENS = 1536
 
 
 class ValidationGateFailure(AgentFailure):
@@ -161,7 +166,7 @@ class LLMAgent:
         )
         self.budget = budget
         self.checker = checker
-        self.repo_map = repo_map or fallback_repo_map
+        self.repo_map = repo_map  # None: the index's map, sized to the context window
         self.decision_records = decision_records or (
             lambda work: work.package.environment.decision_records
         )
@@ -180,11 +185,18 @@ class LLMAgent:
         self.last_stats: RunStats | None = None
         self._turn = 0
 
-    def prefix_for(self, work: AgentWork) -> SharedPrefix:
+    def prefix_for(self, work: AgentWork, window_tokens: int | None = None) -> SharedPrefix:
+        """The shared prefix at the work's version; its repo map sized to the context window."""
+        repo_map = self.repo_map
+        budget = repo_map_budget(window_tokens)
         return self.prefixes.prefix_for(
             work.package.environment.workspace_version,
             constitution=constitution(),
-            repo_map=lambda: self.repo_map(work),
+            repo_map=(
+                (lambda: repo_map(work))
+                if repo_map is not None
+                else (lambda: fallback_repo_map(work, budget))
+            ),
             decision_records=lambda: self.decision_records(work),
             workspace=str(work.workspace_root),
         )
@@ -237,7 +249,9 @@ class LLMAgent:
     async def _loop(
         self, work: AgentWork, toolbox: AgentToolbox, masker: ObservationMasker | None
     ) -> AgentResult:
-        prefix, delta = self.prefix_for(work), render_delta(work)
+        window = await self.session.context_window()
+        prefix = self.prefix_for(work, window.tokens if window is not None else None)
+        delta = render_delta(work)
         self._turn = 0
         trace = ReasoningTrace()
         edit_steps: list[int] = []
@@ -255,7 +269,7 @@ class LLMAgent:
                 live = _masked(trace, masker, trace.next_id)
             request = ChatRequest(
                 messages=self._messages(prefix, delta, live, work),
-                max_tokens=self.max_output_tokens,
+                max_tokens=min(self.max_output_tokens, ACTION_REPLY_TOKENS),
                 task_id=work.task_id,
                 agent_id=self.agent_id,
             )

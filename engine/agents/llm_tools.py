@@ -13,7 +13,7 @@ leave the toolbox only as Mutations against the snapshot's versions; no tool wri
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 
@@ -33,46 +33,69 @@ from delegation_machine.engine.state.types import StateError
 MAX_OBSERVATION_CHARS = 6000
 
 
+# Every string and array the model writes is bounded, so guided decoding cannot ramble and a
+# reply that exceeds a bound fails the gate naming the field (decision 130).
+MAX_THOUGHT_CHARS = 400
+MAX_NAME_CHARS = 200
+MAX_PATH_CHARS = 300
+MAX_QUESTION_CHARS = 400
+MAX_EDIT_CHARS = 4000  # `old` and `new` of one edit; larger changes are several edits
+MAX_SUMMARY_CHARS = 1000
+MAX_USES = 16
+
+Thought = Annotated[str, msgspec.Meta(max_length=MAX_THOUGHT_CHARS)]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+WorkspacePath = Annotated[str, msgspec.Meta(max_length=MAX_PATH_CHARS)]
+Question = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_CHARS)]
+EditText = Annotated[str, msgspec.Meta(max_length=MAX_EDIT_CHARS)]
+Summary = Annotated[str, msgspec.Meta(max_length=MAX_SUMMARY_CHARS)]
+Line = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=50)]
+StepUses = Annotated[
+    tuple[Annotated[int, msgspec.Meta(ge=0)], ...], msgspec.Meta(max_length=MAX_USES)
+]
+
+
 class _Action(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="tool", forbid_unknown_fields=True
 ):
-    thought: str = ""
-    uses: tuple[int, ...] = ()  # SSA: numbers of earlier steps this action relies on
+    thought: Thought = ""
+    uses: StepUses = ()  # SSA: numbers of earlier steps this action relies on
 
 
 class ReadSymbol(_Action, tag="read_symbol", frozen=True):
     """Read the definition(s) of a symbol (function, class, variable) by name."""
 
-    name: str
+    name: Name
 
 
 class ReadFile(_Action, tag="read_file", frozen=True):
     """Read lines [start_line, end_line] (1-based, inclusive) of a workspace file."""
 
-    path: str
-    start_line: int = 1
-    end_line: int | None = None
+    path: WorkspacePath
+    start_line: Line = 1
+    end_line: Line | None = None
 
 
 class SearchSymbols(_Action, tag="search_symbols", frozen=True):
     """List symbols whose names contain `query` (case-insensitive), with where they are defined."""
 
-    query: str
-    limit: int = 20
+    query: Name
+    limit: Limit = 20
 
 
 class Search(_Action, tag="search", frozen=True):
     """Ask about the code in words: "who calls f", "what depends on the storage module",
     "what does checkout import", "where is X defined", or describe what you look for."""
 
-    question: str
-    limit: int = 10
+    question: Question
+    limit: Limit = 10
 
 
 class Recall(_Action, tag="recall", frozen=True):
     """Bring back in full a tool output shown as "[... output omitted ...; recall handle H]"."""
 
-    handle: str
+    handle: Name
 
 
 class ProposeEdit(_Action, tag="propose_edit", frozen=True):
@@ -81,10 +104,10 @@ class ProposeEdit(_Action, tag="propose_edit", frozen=True):
     An empty `old` on a file that does not exist creates it with `new`.
     """
 
-    path: str
-    old: str
-    new: str
-    description: str = ""
+    path: WorkspacePath
+    old: EditText
+    new: EditText
+    description: Question = ""
 
 
 class RunChecks(_Action, tag="run_checks", frozen=True):
@@ -94,7 +117,7 @@ class RunChecks(_Action, tag="run_checks", frozen=True):
 class Finish(_Action, tag="finish", frozen=True):
     """The task is done (or cannot be done): say what was changed and why."""
 
-    summary: str
+    summary: Summary
 
 
 AgentAction = Union[  # noqa: UP007
@@ -371,17 +394,31 @@ def _funnel_region(
     )
 
 
+REPO_MAP_TOKEN_BUDGET = 4096
+# The repo map's share of a known context window: on a small model (2,048 tokens) the map is
+# cut to what leaves room for the task and the reply, the same for every agent and the planner.
+REPO_MAP_WINDOW_SHARE = 0.125
+
+
+def repo_map_budget(window_tokens: int | None) -> int:
+    """Tokens the repo map of the shared prefix may take in a window of `window_tokens`."""
+    if window_tokens is None:
+        return REPO_MAP_TOKEN_BUDGET
+    return max(64, min(REPO_MAP_TOKEN_BUDGET, int(window_tokens * REPO_MAP_WINDOW_SHARE)))
+
+
 def workspace_repo_map(
     index: SymbolIndex | None = None,
     workspace_files: Sequence[str] | None = None,
     max_lines: int = 400,
+    token_budget: int = REPO_MAP_TOKEN_BUDGET,
 ) -> str:
     """A deterministic outline of the definitions per file: the repo map of the shared prefix.
 
     The planner and every agent call this with the same index at one workspace version, so
     they render the same bytes.
     """
-    ranked = _ranked_repo_map(index)
+    ranked = _ranked_repo_map(index, token_budget)
     if ranked is not None:
         return ranked
     lines: list[str] = []
@@ -403,23 +440,24 @@ def workspace_repo_map(
     else:
         # Never fall back to the task's own files: the map is part of the shared prefix.
         lines.append("(no repository map in this run)")
-    if len(lines) > max_lines:
-        lines = [*lines[:max_lines], f"… {len(lines) - max_lines} more lines"]
+    total = len(lines)
+    kept = min(total, max_lines)
+    while kept > 0 and _COUNT_TOKENS("\n".join(lines[:kept])) > token_budget:
+        kept = kept * 3 // 4  # a whole listing over the budget: keep its head
+    if kept < total:
+        lines = [*lines[:kept], f"… {total - kept} more lines"]
     return "\n".join(lines)
 
 
-REPO_MAP_TOKEN_BUDGET = 4096
-
-
-def _ranked_repo_map(index: SymbolIndex | None) -> str | None:
+def _ranked_repo_map(index: SymbolIndex | None, token_budget: int) -> str | None:
     """The PageRank repo map with no focus (identical for every task); None when empty."""
     if index is None:
         return None
-    built = build_repo_map(RepoGraph(index), focus=(), token_budget=REPO_MAP_TOKEN_BUDGET)
+    built = build_repo_map(RepoGraph(index), focus=(), token_budget=token_budget)
     return built.text or None
 
 
-def fallback_repo_map(work: AgentWork) -> str:
+def fallback_repo_map(work: AgentWork, token_budget: int = REPO_MAP_TOKEN_BUDGET) -> str:
     """The repo map for an agent run: from its index, else the workspace file list."""
     listing = work.list_workspace_files() if work.list_workspace_files is not None else None
-    return workspace_repo_map(work.index, listing)
+    return workspace_repo_map(work.index, listing, token_budget=token_budget)

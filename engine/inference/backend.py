@@ -60,6 +60,7 @@ class Completion(msgspec.Struct, frozen=True):
     usage: BackendUsage
     finish_reason: str | None = None
     attempts: int = 1
+    max_tokens: int | None = None  # the output cap the request was sent with, where known
 
 
 class ContextWindow(msgspec.Struct, frozen=True):

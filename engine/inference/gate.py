@@ -2,8 +2,11 @@
 
 Owns `complete_validated`: ask for JSON (guided decoding where the backend has it), decode into
 the expected type, run an optional semantic check, and on failure re-ask with the error and its
-JSON path, at most `max_retries` times. Exhaustion raises `GateFailure`, which carries a
-`Verdict` of kind "failed" naming the check "validation-gate". Nothing unvalidated leaves here.
+JSON path, at most `max_retries` times. A reply cut off at its `max_tokens` (finish reason
+"length") is one failed attempt whatever it holds, re-asked with that said. Exhaustion raises
+`GateFailure`, which carries a `Verdict` of kind "failed" naming the check "validation-gate".
+Nothing unvalidated leaves here. `unbounded_fields` lists what a schema leaves unbounded (every
+schema the model answers in bounds its strings and arrays).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from delegation_machine.engine.inference.backend import (
 from delegation_machine.engine.protocol import ProtocolError, Verdict, decode_json
 
 T = TypeVar("T")
+
+# Finish reasons that mean "stopped at max_tokens": OpenAI-compatible servers, Anthropic.
+CAPPED = ("length", "max_tokens")
+# Of a reply cut at the cap, this much is shown back to the model with the feedback.
+CAPPED_ECHO_CHARS = 400
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
@@ -96,15 +104,26 @@ async def complete_validated(
         )
         completion = await completer.complete(attempt_request)
         usage = _add_usage(usage, completion.usage)
-        try:
-            value = decode_output(completion.text, type_)
-            problem = check(value) if check is not None else None
-            if problem is None:
-                return Validated(value, usage, attempt, attempt)
-            last_error = problem
-        except ProtocolError as exc:
-            last_error = f"{exc} (at {exc.path})"
-        messages.append(ChatMessage("assistant", completion.text))
+        shown = completion.text
+        if completion.finish_reason in CAPPED:
+            last_error = (
+                f"the reply was cut off at its limit of "
+                f"{completion.max_tokens or attempt_request.max_tokens} output "
+                f"tokens (finish reason {completion.finish_reason!r}); answer with a much "
+                "shorter object: one small step, short strings"
+            )
+            if len(shown) > CAPPED_ECHO_CHARS:
+                shown = shown[:CAPPED_ECHO_CHARS] + f" [… {len(shown) - CAPPED_ECHO_CHARS} more]"
+        else:
+            try:
+                value = decode_output(completion.text, type_)
+                problem = check(value) if check is not None else None
+                if problem is None:
+                    return Validated(value, usage, attempt, attempt)
+                last_error = problem
+            except ProtocolError as exc:
+                last_error = f"{exc} (at {exc.path})"
+        messages.append(ChatMessage("assistant", shown))
         messages.append(
             ChatMessage(
                 "user",
@@ -113,3 +132,39 @@ async def complete_validated(
             )
         )
     raise GateFailure(what, max_retries + 1, last_error, request.task_id)
+
+
+def unbounded_fields(schema: dict[str, Any]) -> list[str]:
+    """JSON paths in `schema` of strings without maxLength and arrays without maxItems."""
+    found: list[str] = []
+    definitions = schema.get("$defs", {})
+    seen: set[str] = set()
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, list):
+            for n, item in enumerate(node):
+                walk(item, f"{path}[{n}]")
+            return
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                walk(definitions.get(name), f"$defs.{name}")
+        kind = node.get("type")
+        if kind == "string" and "maxLength" not in node and "enum" not in node:
+            found.append(path)
+        if kind == "array" and "maxItems" not in node:
+            found.append(path)
+        for key in ("properties", "items", "anyOf", "oneOf", "allOf", "prefixItems"):
+            child = node.get(key)
+            if isinstance(child, dict) and key == "properties":
+                for name, sub in child.items():
+                    walk(sub, f"{path}.{name}")
+            elif child is not None:
+                walk(child, f"{path}.{key}")
+
+    walk(schema, "$")
+    return found

@@ -161,7 +161,7 @@ class InferenceSession:
         finally:
             self._add_backend_time(request, time.perf_counter() - started)
         self._record(request, completion.usage, observation)
-        return completion
+        return msgspec.structs.replace(completion, max_tokens=request.max_tokens)
 
     def _record(
         self, request: ChatRequest, usage: BackendUsage, observation: PrefixObservation

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -50,18 +50,30 @@ class PlanningFailed(Exception):
         self.verdict: Verdict = failure.verdict
 
 
+MAX_TASK_ID_CHARS = 32
+MAX_INSTRUCTION_CHARS = 1000
+MAX_TASK_PATHS = 16
+MAX_PATH_CHARS = 300
+# What a plan reply may take: a few tasks with their instructions and checks. A reply that
+# hits it is one failed gate attempt ("too long"), not minutes of generated text.
+PLAN_REPLY_TOKENS = 768
+
+TaskId = Annotated[str, msgspec.Meta(max_length=MAX_TASK_ID_CHARS)]
+PlanPath = Annotated[str, msgspec.Meta(max_length=MAX_PATH_CHARS)]
+
+
 class PlannedTask(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: str
-    instruction: str
+    id: TaskId
+    instruction: Annotated[str, msgspec.Meta(max_length=MAX_INSTRUCTION_CHARS)]
     kind: Literal["llm", "check", "format", "fix"] = "llm"
-    paths: list[str] = []
-    depends_on: list[str] = []
+    paths: Annotated[list[PlanPath], msgspec.Meta(max_length=MAX_TASK_PATHS)] = []
+    depends_on: Annotated[list[TaskId], msgspec.Meta(max_length=MAX_PLANNED_TASKS)] = []
     # What "done" means for this task, checked by the supervisor after the safety checks.
-    acceptance: list[Criterion] = []
+    acceptance: Annotated[list[Criterion], msgspec.Meta(max_length=MAX_CRITERIA)] = []
 
 
 class PlanDraft(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    tasks: list[PlannedTask]
+    tasks: Annotated[list[PlannedTask], msgspec.Meta(max_length=MAX_PLANNED_TASKS)]
 
 
 def plan_problem(draft: PlanDraft, max_tasks: int = MAX_PLANNED_TASKS) -> str | None:
@@ -171,6 +183,7 @@ async def plan_request(
     max_retries: int = 2,
     max_tasks: int = MAX_PLANNED_TASKS,
     workspace: str = "",
+    max_output_tokens: int = PLAN_REPLY_TOKENS,
 ) -> TaskGraph:
     """Built-in kind -> template -> model. Raises PlanningUnavailable or PlanningFailed."""
     plan_id = plan_id or f"p{uuid.uuid4().hex[:8]}"
@@ -193,7 +206,7 @@ async def plan_request(
     )
     chat = ChatRequest(
         messages=shared_layout(prefix, _planning_delta(request, files)),
-        max_tokens=1024,
+        max_tokens=min(max_output_tokens, PLAN_REPLY_TOKENS),
         task_id=plan_id,
         agent_id="planner",
     )

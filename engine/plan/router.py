@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from delegation_machine.engine.agents.builtin.instructions import parse_builtin_instruction
-from delegation_machine.engine.agents.llm_tools import workspace_repo_map
+from delegation_machine.engine.agents.llm_tools import repo_map_budget, workspace_repo_map
 from delegation_machine.engine.inference.accounting import BudgetExceeded
 from delegation_machine.engine.inference.backend import BackendError
 from delegation_machine.engine.inference.config import ModelSetup, no_backend_message
@@ -25,6 +25,7 @@ from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
 from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin, python_targets
 from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
 from delegation_machine.engine.plan.planner import (
+    PLAN_REPLY_TOKENS,
     PlanningFailed,
     PlanningUnavailable,
     plan_request,
@@ -32,6 +33,7 @@ from delegation_machine.engine.plan.planner import (
 from delegation_machine.engine.plan.templates import plan_from_template
 from delegation_machine.engine.protocol import DelegationError, DelegationRequest
 from delegation_machine.engine.state import WorkspaceState
+from delegation_machine.engine.state.files import Unreadable, regular_file_size
 
 MODEL_KIND = "llm"
 
@@ -85,11 +87,14 @@ class PlanRouter:
         model: ModelSetup,
         *,
         workspace_version: Callable[[], int],
+        parallelism: int = 1,
     ) -> None:
+        """`parallelism`: how many tasks the swarm's workers run at once (batches per plan)."""
         self._state = state
         self._index = index
         self._model = model
         self._workspace_version = workspace_version
+        self._parallelism = parallelism
 
     def workspace_sources(self) -> list[str]:
         """The workspace's Python sources (the targets of workspace-wide built-in plans)."""
@@ -107,12 +112,29 @@ class PlanRouter:
                 [self._state.resolve(request.path)] if request.path else self.workspace_sources()
             )
             graph = plan_builtin(
-                plan_id, kind, request.instruction, targets=targets, arguments=arguments
+                plan_id,
+                kind,
+                request.instruction,
+                targets=targets,
+                arguments=arguments,
+                parallelism=self._parallelism,
+                sizes=self._sizes(targets),
             )
         if not len(graph):
             where = request.path or "the workspace"
             raise DelegationError(f"{kind}: nothing to do in {where} (no Python files found)")
         return graph
+
+    def _sizes(self, targets: list[str]) -> dict[str, int]:
+        """The targets' sizes on disk, for the cost model (a file that cannot be read is left
+        out: its cost is the default, and its task's agent reports what is wrong with it)."""
+        sizes = {}
+        for rel in targets:
+            try:
+                sizes[rel] = regular_file_size(self._state.root / rel)
+            except Unreadable:
+                continue
+        return sizes
 
     async def _plan_rename(
         self, plan_id: str, request: DelegationRequest, arguments: Mapping[str, Any]
@@ -135,15 +157,23 @@ class PlanRouter:
         if request.path:
             return self._plan_on_file(plan_id, request, self._state.resolve(request.path))
         await self._index.wait_ready()
+        config = self._model.config
         try:
+            window = await session.context_window()
             return await plan_request(
                 request,
                 backend=session,
                 plan_id=plan_id,
                 workspace_version=self._workspace_version(),
-                repo_map=workspace_repo_map(self._index.symbols),
+                repo_map=workspace_repo_map(
+                    self._index.symbols,
+                    token_budget=repo_map_budget(window.tokens if window else None),
+                ),
                 prefixes=self._model.prefixes,
                 workspace=str(self._state.root),
+                max_output_tokens=(
+                    config.max_output_tokens if config is not None else PLAN_REPLY_TOKENS
+                ),
             )
         except PlanningUnavailable:
             raise DelegationError(no_backend_message()) from None

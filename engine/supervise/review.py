@@ -9,7 +9,7 @@ the Validation Gate like any model output; its Verdict is one like any other che
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,7 +32,7 @@ REVIEWER_RULES = (
 
 class ReviewAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     answer: Literal["yes", "no"]
-    reason: str = ""
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] = ""
 
 
 def _answer_problem(answer: ReviewAnswer) -> str | None:
