@@ -96,12 +96,13 @@ class ScriptedServer:
         block_size: int = 16,
         model: str = "scripted-model",
         max_model_len: int | None = None,
-        context_source: Literal["models", "props"] = "models",
+        context_source: Literal["models", "props", "none"] = "models",
     ) -> None:
         self.respond: Responder = turns if callable(turns) else _queue_responder(turns)
         self.model = model
         # Like vLLM (/v1/models max_model_len) or llama.cpp (/props n_ctx): the context window
-        # is reported, and a request whose prompt plus max_tokens exceeds it gets vLLM's 400.
+        # is reported ("none": not reported, like a proxy that hides it), and a request whose
+        # prompt plus max_tokens exceeds it gets vLLM's 400.
         self.max_model_len = max_model_len
         self.context_source = context_source
         self.tokenizer = ApproxTokenizer()

@@ -174,6 +174,7 @@ class PlanRouter:
                 max_output_tokens=(
                     config.max_output_tokens if config is not None else PLAN_REPLY_TOKENS
                 ),
+                max_retries=config.max_validation_retries if config is not None else 2,
             )
         except PlanningUnavailable:
             raise DelegationError(no_backend_message()) from None

@@ -115,8 +115,8 @@ def test_unreachable_server_while_planning(workspace: Path, free_port: int) -> N
         ),
         pytest.param(
             [ScriptedTurn(content="never")],
-            {"max_model_len": 600},
-            {},  # the window is not configured: the server's 400 decides
+            {"max_model_len": 600, "context_source": "none"},
+            {},  # the window is neither reported nor configured: the server's 400 decides
             ("context window", "--max-model-len"),
             id="context-overflow",
         ),
