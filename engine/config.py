@@ -22,6 +22,24 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the source."""
 
 
+class ScaleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[scale]`: agent workers on other hosts through Redis Streams (docs/scale-out.md)."""
+
+    redis: str = ""  # redis:// or rediss:// URL, no password in it; "" (and no --redis): off
+    kinds: tuple[str, ...] = ("fix", "format")  # task kinds sent to the remote workers
+    slots: int = 8  # remote tasks in flight at once (beside the local workers)
+    lease_s: float = 30.0  # a worker silent this long loses its task (XAUTOCLAIM), re-issued
+    task_timeout_s: float = 600.0  # an attempt with no result by then fails, like a local one
+    namespace: str = "dm"  # key prefix shared by one host and its workers
+    events_max: int = 10_000  # the ledger's mirror stream keeps about this many events
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.lease_s <= 0 or self.task_timeout_s <= 0:
+            raise ValueError("scale: slots must be at least 1, lease_s and task_timeout_s > 0")
+        if not self.kinds:
+            raise ValueError("scale: kinds must name at least one task kind")
+
+
 class SwarmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agents: int = 0  # 0: choose from the CPU count
     max_file_bytes: int = 5_000_000
@@ -37,6 +55,7 @@ class SwarmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     watch: bool = True
     inference: dict[str, Any] = {}
     economy: dict[str, Any] = {}
+    scale: ScaleConfig = msgspec.field(default_factory=ScaleConfig)
 
     def worker_count(self) -> int:
         if self.agents > 0:

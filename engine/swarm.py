@@ -45,6 +45,7 @@ from delegation_machine.engine.plan.templates import OFFERED_TEMPLATES
 from delegation_machine.engine.protocol import DelegationError, DelegationRequest, Event, TaskState
 from delegation_machine.engine.ring import RingBuffer
 from delegation_machine.engine.rules import workspace_semgrep_rules
+from delegation_machine.engine.scale.host import RemoteHost
 from delegation_machine.engine.schedule.board import (
     AgentActivity,
     PlanRecord,
@@ -94,6 +95,7 @@ class Swarm:
         editor_settings: Mapping[str, Any] | None = None,
         watch: bool | None = None,
         agents: AgentFactory | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -131,6 +133,14 @@ class Swarm:
             WorkerSpec(worker_id=f"worker-{n}", kind="builtin")
             for n in range(1, self.config.worker_count() + 1)
         ]
+        # [scale] redis (or `redis_url`; "" reads $REDIS_URL): remote slots beside the local
+        # workers, their agents run by worker processes through Redis (docs/scale-out.md).
+        self.remote: RemoteHost | None = None
+        if redis_url is not None or self.config.scale.redis:
+            scale_url = self.config.scale.redis if redis_url is None else redis_url
+            self.remote = RemoteHost(
+                self.config.scale, root=self.root, ledger=self.ledger, url=scale_url
+            )
         self._background: set[asyncio.Task[Any]] = set()
         self.documents = DocumentIntake(
             self.state,
@@ -156,6 +166,8 @@ class Swarm:
             trajectory=self._record_event,
             fix_scan=shared_fix_scan(self.checker.runner.semgrep),  # one warm semgrep for all
         )
+        if self.remote is not None:
+            self.agents = self.remote.agents(self.agents)
         self.attempts = AttemptLoop(
             board=self.board,
             state=self.state,
@@ -195,7 +207,7 @@ class Swarm:
         )
         self.dispatcher = Dispatcher(
             self.ring,
-            self.workers,
+            [*self.workers, *(self.remote.slots() if self.remote is not None else ())],
             self.runner.run,
             board=self.board,
             agent_for=self.runner.agent_for,
@@ -247,6 +259,12 @@ class Swarm:
         except BaseException:
             self.state.release_owner()
             raise
+        if self.remote is not None:
+            try:
+                await self.remote.start()  # a clear ScaleError when Redis refuses
+            except BaseException:
+                self.state.release_owner()
+                raise
         self._started = True
         self.ledger.record(
             "swarm.started",
@@ -278,6 +296,8 @@ class Swarm:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.checker.aclose()
+        if self.remote is not None:
+            await self.remote.aclose()
         if self.model.session is not None:
             await self.model.session.aclose()
         for task_id in self.attempts.rollback_held():  # nothing held is written unaccepted

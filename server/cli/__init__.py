@@ -22,9 +22,10 @@ from delegation_machine.server.cli import (
     plan_kv,
     run,
     serve,
+    worker,
 )
 
-SUBCOMMANDS = (acp, ask, demo, funnel, index, ledger, map, plan_kv, run, serve)
+SUBCOMMANDS = (acp, ask, demo, funnel, index, ledger, map, plan_kv, run, serve, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

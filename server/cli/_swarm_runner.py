@@ -27,6 +27,7 @@ from delegation_machine.engine.protocol import (
     Span,
     TaskState,
 )
+from delegation_machine.engine.scale.connection import ScaleError
 from delegation_machine.engine.schedule.board import TaskSummary
 from delegation_machine.engine.state.owner import WorkspaceBusy
 from delegation_machine.engine.swarm import Swarm
@@ -109,19 +110,23 @@ async def run_tasks(
     plain: bool = False,
     quiet: bool = False,
     report_path: Path | None = None,
+    redis_url: str | None = None,
 ) -> int:
     """Submit each instruction (on `path` and `span` when given, as the editor targets a file
     or selection), wait for every plan, print the summary; the exit code (0 only when every
     task's goal holds). A task that changed its own tests is held and left unwritten unless
     `allow_test_changes`. Progress shows live on a terminal, as lines with `plain` (or when
     `out` is not a terminal), not at all with `quiet`; `report_path` names an HTML page of the run
-    to write at the end."""
+    to write at the end; `redis_url` sends the remote kinds to worker processes through Redis
+    ("" reads $REDIS_URL; None: as `[scale] redis` says)."""
     settings: dict[str, Any] = {"agents": agents} if agents else {}
     if allow_test_changes:
         settings["allow_test_changes"] = True
     try:
-        swarm = Swarm(workspace, editor_settings=settings or None, watch=False)
-    except ConfigError as exc:  # a bad .delegation/config.toml: one line, no traceback
+        swarm = Swarm(
+            workspace, editor_settings=settings or None, watch=False, redis_url=redis_url
+        )
+    except (ConfigError, ScaleError) as exc:  # a bad .delegation/config.toml: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     progress = RunProgress(
@@ -137,6 +142,9 @@ async def run_tasks(
     except WorkspaceBusy as exc:  # another run or serve owns it: refused, nothing touched
         print(f"error: {exc}", file=sys.stderr)
         return WORKSPACE_BUSY_EXIT
+    except ScaleError as exc:  # Redis unreachable or refusing the credentials: nothing done
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
     progress.start()
     plan_ids: list[str] = []
     errors: list[str] = []

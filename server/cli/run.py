@@ -77,6 +77,14 @@ def register(subparsers: Any) -> None:
         "(by default such a task is held, reported, and left unwritten)",
     )
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait (600)")
+    parser.add_argument(
+        "--redis",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="send [scale] kinds to `delegation-machine worker` processes through this Redis "
+        "(no password in it; without URL: $REDIS_URL); see docs/scale-out.md",
+    )
     add_display_arguments(parser)
     parser.set_defaults(handler=handle_run)
 
@@ -157,5 +165,6 @@ def handle_run(args: argparse.Namespace) -> int:
             plain=args.plain,
             quiet=args.quiet,
             report_path=args.report,
+            redis_url=args.redis,
         )
     )

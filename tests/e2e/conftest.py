@@ -13,7 +13,6 @@ of skipping.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -29,13 +28,14 @@ from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
+from tests.system_packages import install_debian_packages
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "inventory"
 SERVER_COMMAND = [sys.executable, "-m", "delegation_machine.server", "serve"]
 CLIENTS = ["visual-studio-code", "neovim", "emacs"]
 EMACS_PACKAGES = ["emacs-nox", "elpa-eglot"]
 DEBIAN_ELPA = "/usr/share/emacs/site-lisp/elpa"
-APT_TIMEOUT_S = 540
 
 
 def copy_sample(destination: Path) -> Path:
@@ -231,36 +231,6 @@ def make_editor_client() -> LanguageClient:
     client.editor = EditorState(client)  # type: ignore[attr-defined]
     install_editor_handlers(client, client.editor)  # type: ignore[attr-defined]
     return client
-
-
-def apt_get(arguments: list[str]) -> subprocess.CompletedProcess[str]:
-    """One apt-get run, non-interactive, waiting for a dpkg lock another install holds."""
-    command = ["apt-get", "-o", "DPkg::Lock::Timeout=300", *arguments]
-    if os.geteuid() != 0:
-        command = ["sudo", "-n", *command]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
-    )
-
-
-def install_debian_packages(packages: list[str]) -> None:
-    """apt-get install `packages`; refreshes the package lists once if they are stale.
-
-    Skips only where this set-up cannot install at all (no apt-get, or neither root nor
-    password-less sudo); an install that can run but fails fails the test, with apt's output.
-    """
-    if shutil.which("apt-get") is None:
-        pytest.skip(f"no apt-get to install {' '.join(packages)} (Debian packages)")
-    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], check=False).returncode:
-        pytest.skip(f"apt-get needs root or password-less sudo to install {' '.join(packages)}")
-    install = ["install", "-y", "--no-install-recommends", *packages]
-    done = apt_get(install)
-    if done.returncode != 0:
-        updated = apt_get(["update"])
-        assert updated.returncode == 0, f"apt-get update failed:\n{updated.stderr[-3000:]}"
-        done = apt_get(install)
-    assert done.returncode == 0, f"apt-get install {packages} failed:\n{done.stderr[-3000:]}"
 
 
 def emacs_eglot_probe(emacs: str) -> subprocess.CompletedProcess[str]:
