@@ -43,8 +43,9 @@ class ScriptedTurn(msgspec.Struct, frozen=True, kw_only=True):
     report_cached: bool = True
     # Misbehaviour on purpose, after `hold_after_chunks` content chunks: "malformed" sends a
     # chunk that is not JSON; "die" cuts the connection mid-response (a killed server);
-    # "truncate" ends the response cleanly but without a finish reason or [DONE].
-    fault: Literal["none", "malformed", "die", "truncate"] = "none"
+    # "truncate" ends the response cleanly but without a finish reason or [DONE]; "hangup"
+    # closes the connection before any response (a connection reset, a server restarting).
+    fault: Literal["none", "malformed", "die", "truncate", "hangup"] = "none"
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
@@ -245,6 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
             turn = self.scripted.respond(record)
         except ScriptExhausted as exc:
             self._send_json(500, {"error": {"message": str(exc)}})
+            return
+        if turn.fault == "hangup":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         if turn.hold == "before_headers" and not self.scripted.wait_parked(self):
             self.close_connection = True

@@ -6,9 +6,12 @@ do; transient faults are asked again with backoff, the others are not.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from delegation_machine.engine.inference.backend import (
     BackendContextOverflow,
@@ -142,3 +145,40 @@ async def test_5xx_names_the_log_and_is_retried(scripted: Start, backoff: Record
         await backend.complete(_request())
     await backend.aclose()
     assert len(backoff.delays) == 2
+
+
+async def test_a_connection_reset_before_any_answer_is_asked_again(
+    scripted: Start, backoff: RecordingSleep
+) -> None:
+    server = scripted([ScriptedTurn(fault="hangup"), ScriptedTurn(content="answer")])
+    backend = _backend(server, backoff)
+    completion = await backend.complete(_request())
+    await backend.aclose()
+    assert completion.text == "answer" and completion.attempts == 2
+    assert len(server.requests) == 2 and len(backoff.delays) == 1
+
+
+async def test_a_server_that_keeps_hanging_up_is_a_clear_error_after_the_retries(
+    scripted: Start, backoff: RecordingSleep
+) -> None:
+    server = scripted([ScriptedTurn(fault="hangup")] * 3)
+    backend = _backend(server, backoff)
+    with pytest.raises(BackendStreamBroken, match=r"broke off its reply.*see its log"):
+        await backend.complete(_request())
+    await backend.aclose()
+    assert len(server.requests) == 3 and len(backoff.delays) == 2
+
+
+@given(
+    backoff_s=st.floats(0.01, 5.0),
+    max_backoff_s=st.floats(0.01, 30.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_backoff_grows_exponentially_and_stays_bounded(
+    backoff_s: float, max_backoff_s: float, seed: int
+) -> None:
+    policy = RetryPolicy(max_retries=12, backoff_s=backoff_s, max_backoff_s=max_backoff_s)
+    rng = random.Random(seed)
+    for attempt in range(1, 13):
+        ceiling = min(max_backoff_s, backoff_s * 2 ** (attempt - 1))
+        assert ceiling / 2 <= policy.delay(attempt, rng) <= ceiling <= max_backoff_s
