@@ -220,6 +220,8 @@ class ScaleWorker:
         log.warning("refused entry %s on %s: %s", entry_id.decode(errors="replace"), stream, reason)
 
         async def record() -> None:
+            await self._client.xack(stream, StreamNames.GROUP, entry_id)
+            await self._client.xdel(stream, entry_id)
             refusal: dict[Any, Any] = {
                 b"stream": stream.encode(),
                 b"entry": entry_id,
@@ -229,8 +231,6 @@ class ScaleWorker:
             await self._client.xadd(
                 self._names.rejected, refusal, maxlen=REJECTED_MAX, approximate=True
             )
-            await self._client.xack(stream, StreamNames.GROUP, entry_id)
-            await self._client.xdel(stream, entry_id)
 
         await self._transport(record)
 

@@ -8,17 +8,21 @@ its task reclaimed and completed once; a Redis restart mid-run is survived with 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from delegation_machine.engine.ledger import Ledger
 from delegation_machine.engine.protocol import DelegationRequest
 from delegation_machine.engine.swarm import Swarm
-from tests.scale.conftest import RedisServer, Workers, copy_sample
+from tests.scale.conftest import ROOT, RedisServer, Workers, copy_sample
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +32,12 @@ FILES = (
     "inventory/audit.py",
     "inventory/auth.py",
     "inventory/cli.py",
-    "inventory/config.py",
-    "inventory/http_client.py",
-    "inventory/models.py",
     "inventory/pricing.py",
     "inventory/storage.py",
-    "inventory/cache.py",
     "inventory/ids.py",
 )
 PLAN_TIMEOUT_S = 120
+RUN_COMMAND = (sys.executable, "-m", "delegation_machine.server", "run")
 
 
 class Outcome:
@@ -190,3 +191,41 @@ async def test_a_redis_restart_mid_run_is_survived_with_nothing_lost(
     assert back and back[-1].payload["down_s"] >= 0
     assert wa.poll() is None  # the workers reconnected rather than dying
     assert redis_server.client().xlen("dm:events") > 0  # the mirror resumed on the new server
+
+
+def test_the_run_command_over_redis_matches_the_local_files(
+    tmp_path: Path, redis_server: RedisServer, workers: Workers, local_run: tuple[Outcome, Any]
+) -> None:
+    """`delegation-machine run --redis URL` with two worker processes: the whole sample's fix
+    plan ends as a local run's does, and its remote tasks came back from the workers."""
+    _, expected_texts = local_run
+    workers.start(redis_server.url, "wa")
+    workers.start(redis_server.url, "wb")
+    workspace = copy_sample(tmp_path)
+    (workspace / ".delegation").mkdir()
+    (workspace / ".delegation" / "config.toml").write_text(
+        'agents = 1\n[scale]\nkinds = ["fix"]\nslots = 4\n', encoding="utf-8"
+    )
+    done = subprocess.run(
+        [*RUN_COMMAND, str(workspace), "--task", "fix", "--json", "--redis", redis_server.url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"] and all(t["goal_met"] for t in report["tasks"])
+    assert texts(workspace) == expected_texts
+    ledger = Ledger(workspace / ".delegation" / "ledger.sqlite3")
+    try:
+        started = ledger.events(kinds=["scale.started"])
+        issued = ledger.events(kinds=["scale.issued"])
+        results = ledger.events(kinds=["scale.result"])
+    finally:
+        ledger.close()
+    assert started and started[0].payload["redis"] == redis_server.url
+    if len(report["tasks"]) > 1:  # one task per batch of files: more than one goes remote
+        assert issued and len(results) == len(issued)
+        assert {e.payload["worker"] for e in results} <= {"wa", "wb"}
