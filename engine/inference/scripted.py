@@ -98,6 +98,7 @@ class ScriptedServer:
         model: str = "scripted-model",
         max_model_len: int | None = None,
         context_source: Literal["models", "props", "none"] = "models",
+        token_scale: float = 1.0,
     ) -> None:
         self.respond: Responder = turns if callable(turns) else _queue_responder(turns)
         self.model = model
@@ -106,6 +107,9 @@ class ScriptedServer:
         # prompt plus max_tokens exceeds it gets vLLM's 400.
         self.max_model_len = max_model_len
         self.context_source = context_source
+        # A model whose tokenizer makes `token_scale` times the tokens ours counts: usage and
+        # the window check see the scaled counts.
+        self.token_scale = token_scale
         self.tokenizer = ApproxTokenizer()
         self.cache = PrefixAccounting(block_size)
         self.requests: list[RecordedRequest] = []
@@ -171,7 +175,10 @@ class ScriptedServer:
             # Anthropic reads the cache only for a prefix ending at a cache_control breakpoint.
             prefix_len = len(self.tokenizer.encode(breakpoint_text))
             cached = prefix_len if observed.matched_tokens >= prefix_len else 0
-        record = RecordedRequest(path, body, had_credentials, len(tokens), cached)
+        scale = self.token_scale
+        record = RecordedRequest(
+            path, body, had_credentials, int(len(tokens) * scale), int(cached * scale)
+        )
         with self._lock:
             self.requests.append(record)
         return record

@@ -29,6 +29,7 @@ from delegation_machine.engine.inference.backend import (
     StreamDelta,
 )
 from delegation_machine.engine.inference.layout import (
+    CONTEXT_SLACK,
     PromptDoesNotFit,
     fit_messages,
     prompt_limit,
@@ -36,6 +37,8 @@ from delegation_machine.engine.inference.layout import (
 )
 from delegation_machine.engine.inference.radix import PrefixAccounting, PrefixObservation
 from delegation_machine.engine.inference.tokens import ApproxTokenizer, ChatTurnText, render_chat
+
+MAX_TOKEN_RATIO = 4.0
 
 
 class InferenceSession:
@@ -50,7 +53,10 @@ class InferenceSession:
     ) -> None:
         self.backend = backend
         self.configured_window = context_window  # inference.context_window
-        self.trimmed_requests = 0  # requests whose tail (or prefix) was cut to fit the window
+        self.trimmed_requests = 0  # requests whose tail was cut to fit the window
+        # The server's prompt tokens per token we count, learnt from its usage reports (never
+        # below 1): a model whose tokenizer makes more tokens gets its prompts fitted tighter.
+        self.token_ratio = 1.0
         self.ledger = ledger or TokenLedger()
         self.accounting = PrefixAccounting(block_size)
         self.tokenizer = tokenizer or ApproxTokenizer()
@@ -97,17 +103,18 @@ class InferenceSession:
         if window is None:
             return request
         reply = reply_room(window.tokens, request.max_tokens)
-        limit = prompt_limit(window.tokens, reply)
+        limit = int(prompt_limit(window.tokens, reply) / self.token_ratio)
         try:
             fitted = fit_messages(request.messages, limit=limit, count=self.count_message)
         except PromptDoesNotFit as exc:
+            ratio = self.token_ratio
             raise BackendContextOverflow(
                 f"the prompt does not fit the model's context window of {window.tokens} tokens "
                 f"({window.source}): even with the task and earlier attempts cut to markers it "
-                f"needs about {exc.minimum_tokens} tokens (the shared prefix alone "
-                f"{exc.prefix_tokens}), plus {reply} tokens of room for the reply "
-                f"and {window.tokens - reply - exc.limit} of slack. Nothing was "
-                f"sent. {CONTEXT_HINT}",
+                f"needs about {int(exc.minimum_tokens * ratio)} tokens (the shared prefix "
+                f"alone {int(exc.prefix_tokens * ratio)}), plus {reply} tokens of room for the "
+                f"reply and {int(window.tokens * CONTEXT_SLACK)} of slack. Nothing was sent. "
+                f"{CONTEXT_HINT}",
                 provider=self.backend.provider,
             ) from None
         if fitted.trimmed:
@@ -166,6 +173,9 @@ class InferenceSession:
     def _record(
         self, request: ChatRequest, usage: BackendUsage, observation: PrefixObservation
     ) -> None:
+        if usage.prompt_tokens > 0 and observation.prompt_tokens > 0:
+            ratio = usage.prompt_tokens / observation.prompt_tokens
+            self.token_ratio = min(MAX_TOKEN_RATIO, max(self.token_ratio, ratio))
         if usage.prompt_tokens == 0:
             # The server reported no usage: count with our tokenizer, claim nothing cached.
             usage = BackendUsage(

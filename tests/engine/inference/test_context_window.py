@@ -139,3 +139,25 @@ async def test_an_unreachable_server_is_still_the_clear_unreachable_error(
     with pytest.raises(BackendUnavailable, match="not reachable"):
         await session.complete(long_request(prefix_words=1, feedback_words=1, max_tokens=8))
     await session.aclose()
+
+
+async def test_a_denser_tokenizer_is_learnt_from_usage_and_prompts_fit_tighter(
+    scripted: Start,
+) -> None:
+    """The server counts 1.5 tokens per token of ours: after one answer the session fits to
+    that; a session that has not learnt it sends a prompt the server refuses."""
+    turns = [ScriptedTurn(content="{}")] * 3
+    server = scripted(turns, max_model_len=2048, token_scale=1.5)
+    long = long_request(prefix_words=300, feedback_words=1500, max_tokens=400)
+    naive = session_for(server)
+    with pytest.raises(BackendContextOverflow, match="maximum context length is 2048"):
+        await naive.complete(long)  # fitted to our count, too long for the server's
+    await naive.aclose()
+    session = session_for(server)
+    await session.complete(long_request(prefix_words=50, feedback_words=10, max_tokens=16))
+    assert session.token_ratio == pytest.approx(1.5, abs=0.05)
+    await session.complete(long)
+    await session.aclose()
+    sent = server.requests[-1]
+    assert sent.prompt_tokens + sent.body["max_tokens"] <= 2048
+    assert OMITTED in sent.body["messages"][2]["content"]
