@@ -216,23 +216,35 @@ class LLMAgent:
             return await self._loop(work, toolbox, masker)
         except BudgetExceeded as exc:
             raise AgentFailure(str(exc)) from None
-        except GateFailure as exc:
+        except GateFailure as exc:  # the model answered, never validly (or past its cap)
+            self._record_failure(
+                work,
+                {
+                    "error": "GateFailure",
+                    "provider": self.session.backend.provider,
+                    "status": None,
+                    "retryable": False,
+                    "reason": str(exc),
+                    "attempts": exc.attempts,
+                },
+            )
             raise ValidationGateFailure(exc) from None
         except BackendError as exc:
-            if self.trajectory is not None:  # the ledger keeps what failed, where and why
-                self.trajectory(
-                    Event(
-                        kind="model.failed",
-                        payload={
-                            "task_id": work.task_id,
-                            "agent_id": self.agent_id,
-                            **failure_record(exc),
-                        },
-                        task_id=work.task_id,
-                        agent_id=self.agent_id,
-                    )
-                )
+            self._record_failure(work, failure_record(exc))
             raise AgentFailure(f"agent {self.agent_id}: {exc}") from None
+
+    def _record_failure(self, work: AgentWork, record: dict[str, Any]) -> None:
+        """A model.failed event: the ledger keeps what failed, where and why."""
+        if self.trajectory is None:
+            return
+        self.trajectory(
+            Event(
+                kind="model.failed",
+                payload={"task_id": work.task_id, "agent_id": self.agent_id, **record},
+                task_id=work.task_id,
+                agent_id=self.agent_id,
+            )
+        )
 
     def working_memory(self, work: AgentWork) -> ObservationMasker | None:
         """The run's masker: pages and key facts under `.delegation/tasks/<task>/`."""

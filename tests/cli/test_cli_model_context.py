@@ -52,6 +52,9 @@ def test_a_model_that_rambles_to_its_cap_fails_the_task_cleanly(workspace: Path)
     assert line.startswith("failed:")
     assert len(server.requests) == 3
     assert all(r.body["max_tokens"] == 1024 for r in server.requests)  # a quarter of 4,096
+    (failure,) = ledger_events(workspace, "model.failed")
+    assert failure["error"] == "GateFailure" and failure["attempts"] == 3
+    assert "cut off at its limit of 1024" in str(failure["reason"])
     assert [f["state"] for f in ledger_events(workspace, "plan.finished")] == ["failed"]
     assert snapshot(workspace) == before
 
