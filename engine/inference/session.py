@@ -10,6 +10,7 @@ Invariant: a prompt that cannot fit is refused here with BackendContextOverflow,
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -39,6 +40,11 @@ from delegation_machine.engine.inference.radix import PrefixAccounting, PrefixOb
 from delegation_machine.engine.inference.tokens import ApproxTokenizer, ChatTurnText, render_chat
 
 MAX_TOKEN_RATIO = 4.0
+# How servers give the prompt's size when they refuse it: vLLM ("1071 in the messages", "your
+# prompt contains 1071 input tokens"), llama.cpp ("request (2095 tokens) exceeds").
+_SERVER_PROMPT_TOKENS = re.compile(
+    r"(\d+) in the messages|contains (?:at least )?(\d+) input tokens|request \((\d+) tokens\)"
+)
 
 
 class InferenceSession:
@@ -157,7 +163,39 @@ class InferenceSession:
         self._record(request, usage or BackendUsage(), observation)
 
     async def complete(self, request: ChatRequest) -> Completion:
-        request = await self.fit(request)
+        """One completion of `request` fitted to the window.
+
+        If the server still refuses it as too long (its tokenizer counts more than we do), the
+        session learns by how much from the refusal and fits and sends it once more.
+        """
+        fitted = await self.fit(request)
+        try:
+            return await self._complete_fitted(fitted)
+        except BackendContextOverflow as exc:
+            if not await self._learn_from_refusal(fitted, exc):
+                raise
+            refusal = exc
+        try:
+            refitted = await self.fit(request)
+        except BackendContextOverflow:
+            raise refusal from None  # what the server said is what happened
+        return await self._complete_fitted(refitted)
+
+    async def _learn_from_refusal(self, sent: ChatRequest, refusal: BackendContextOverflow) -> bool:
+        """Raise `token_ratio` after the server refused `sent` as too long; False: no use."""
+        if refusal.status is None or await self.context_window() is None:
+            return False  # our own refusal, or nothing to fit to
+        ours = len(self.prompt_tokens(sent))
+        match = _SERVER_PROMPT_TOKENS.search(str(refusal))
+        told = next((int(g) for g in match.groups() if g), 0) if match else 0
+        learnt = told / ours * 1.02 if ours else 0.0
+        ratio = min(MAX_TOKEN_RATIO, max(learnt, self.token_ratio * 1.25))
+        if ratio <= self.token_ratio:
+            return False
+        self.token_ratio = ratio
+        return True
+
+    async def _complete_fitted(self, request: ChatRequest) -> Completion:
         tokens = self.prompt_tokens(request)
         self.check_budget(request, tokens)
         observation = self.accounting.observe(tokens)

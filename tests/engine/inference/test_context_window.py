@@ -145,19 +145,49 @@ async def test_a_denser_tokenizer_is_learnt_from_usage_and_prompts_fit_tighter(
     scripted: Start,
 ) -> None:
     """The server counts 1.5 tokens per token of ours: after one answer the session fits to
-    that; a session that has not learnt it sends a prompt the server refuses."""
-    turns = [ScriptedTurn(content="{}")] * 3
-    server = scripted(turns, max_model_len=2048, token_scale=1.5)
-    long = long_request(prefix_words=300, feedback_words=1500, max_tokens=400)
-    naive = session_for(server)
-    with pytest.raises(BackendContextOverflow, match="maximum context length is 2048"):
-        await naive.complete(long)  # fitted to our count, too long for the server's
-    await naive.aclose()
+    that, and the long prompt is accepted the first time."""
+    server = scripted([ScriptedTurn(content="{}")] * 2, max_model_len=2048, token_scale=1.5)
     session = session_for(server)
     await session.complete(long_request(prefix_words=50, feedback_words=10, max_tokens=16))
     assert session.token_ratio == pytest.approx(1.5, abs=0.05)
-    await session.complete(long)
+    await session.complete(long_request(prefix_words=300, feedback_words=1500, max_tokens=400))
     await session.aclose()
+    assert len(server.requests) == 2  # no refusal
     sent = server.requests[-1]
     assert sent.prompt_tokens + sent.body["max_tokens"] <= 2048
     assert OMITTED in sent.body["messages"][2]["content"]
+
+
+async def test_a_refusal_by_a_denser_tokenizer_is_learnt_from_and_fitted_once_more(
+    scripted: Start,
+) -> None:
+    """Unlearnt, the prompt fitted to our count is the server's 400; the session reads the
+    server's count from the refusal, fits tighter and is answered."""
+    turns = [ScriptedTurn(content="{}")] * 2
+    server = scripted(turns, max_model_len=2048, token_scale=1.5)
+    session = session_for(server)
+    long = long_request(prefix_words=300, feedback_words=1500, max_tokens=400)
+    completion = await session.complete(long)
+    await session.aclose()
+    assert completion.text == "{}"
+    refused, answered = server.requests
+    assert refused.prompt_tokens + refused.body["max_tokens"] > 2048  # the server's 400
+    assert answered.prompt_tokens + answered.body["max_tokens"] <= 2048
+    assert 1.5 <= session.token_ratio <= 1.6
+
+
+async def test_a_refusal_of_a_prompt_that_cannot_shrink_is_not_sent_again(
+    scripted: Start,
+) -> None:
+    """A one-message prompt has nothing to cut: refitted it cannot fit and is refused here."""
+    server = scripted([ScriptedTurn(content="{}")] * 2, max_model_len=512, token_scale=2.0)
+    session = session_for(server)
+    request = ChatRequest(
+        messages=(ChatMessage("system", " ".join(["rule"] * 300), cache_breakpoint=True),),
+        max_tokens=64,
+    )
+    with pytest.raises(BackendContextOverflow, match="maximum context length is 512") as caught:
+        await session.complete(request)
+    await session.aclose()
+    assert caught.value.status == 400 and "--max-model-len" in str(caught.value)
+    assert len(server.requests) == 1  # the server's refusal; the refit was not sent
