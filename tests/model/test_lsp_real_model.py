@@ -1,0 +1,93 @@
+"""A delegation from the editor's code action, through the real language server, to vLLM.
+
+The editor (pytest-lsp's client with the e2e editor behaviour) asks for code actions on a
+function, runs "Delegate: document this module", and the task must end in an honest state:
+verified with the edit in the editor's buffer, or failed/escalated/no-change with a reason
+and the buffer as it was.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls import uris
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.e2e.conftest import make_editor_client
+from tests.model.conftest import ServedModel
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+TARGET = "inventory/money.py"
+SIGNATURE = 'def format_money(amount: Decimal, currency: str = "EUR") -> str:'
+TERMINAL = ("verified", "failed", "escalated", "cancelled", "no_change", "held")
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(
+        server_command=[sys.executable, "-m", "delegation_machine.server", "serve"],
+        client_factory=make_editor_client,
+    ),
+)
+async def real_model_lsp(
+    lsp_client: LanguageClient, workspace: Path, live_vllm: ServedModel
+) -> AsyncIterator[None]:
+    root_uri = uris.from_fs_path(str(workspace))
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=root_uri,
+            workspace_folders=[types.WorkspaceFolder(uri=root_uri, name="inventory")],
+            initialization_options={
+                "delegation": {"agents": 2, "inference": live_vllm.inference_settings()}
+            },
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_code_action_delegation_reaches_vllm_and_ends_honestly(
+    real_model_lsp: LanguageClient, workspace: Path
+) -> None:
+    client, editor = real_model_lsp, real_model_lsp.editor
+    editor.answer_message_request = "Abandon"  # an escalation is answered as a user would
+    uri = editor.open(workspace / TARGET)
+    original = editor.text(uri)
+    line = original.splitlines().index(SIGNATURE)
+    position = types.Position(line=line, character=4)
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(position, position),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    document = next(a for a in actions if a.title == "Delegate: document this module")
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command=document.command.command, arguments=document.command.arguments
+        )
+    )
+    task_id = result["taskId"]
+    final = await editor.wait_until(
+        lambda: editor.task_state(task_id) in TERMINAL and editor.task_state(task_id),
+        timeout=400,
+    )
+    updates = [u for u in editor.task_updates if u["taskId"] == task_id]
+    assert updates[-1]["tokens"] > 0, updates  # the real model answered
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="delegation.status", arguments=[{}])
+    )
+    assert status["tokens"]["prompt_tokens"] > 0
+    if final == "verified":
+        assert editor.text(uri) != original  # the edit landed in the editor's buffer
+        assert SIGNATURE in editor.text(uri)
+    else:
+        assert updates[-1]["message"], updates  # the editor is told why
+        await editor.wait_until(lambda: editor.text(uri) == original)  # nothing left behind
