@@ -42,6 +42,7 @@ from delegation_machine.engine.inference.tokens import ApproxTokenizer, ChatTurn
 MAX_TOKEN_RATIO = 4.0
 # How servers give the prompt's size when they refuse it: vLLM ("1071 in the messages", "your
 # prompt contains 1071 input tokens"), llama.cpp ("request (2095 tokens) exceeds").
+_SERVER_WINDOW = re.compile(r"maximum context length is (\d+)|context size \((\d+) tokens\)")
 _SERVER_PROMPT_TOKENS = re.compile(
     r"(\d+) in the messages|contains (?:at least )?(\d+) input tokens|request \((\d+) tokens\)"
 )
@@ -63,6 +64,7 @@ class InferenceSession:
         # The server's prompt tokens per token we count, learnt from its usage reports (never
         # below 1): a model whose tokenizer makes more tokens gets its prompts fitted tighter.
         self.token_ratio = 1.0
+        self.refused_window: ContextWindow | None = None  # the window a refusal named
         self.ledger = ledger or TokenLedger()
         self.accounting = PrefixAccounting(block_size)
         self.tokenizer = tokenizer or ApproxTokenizer()
@@ -82,12 +84,15 @@ class InferenceSession:
     async def context_window(self) -> ContextWindow | None:
         """The window prompts are fitted to: what the server reports, else the configured one.
 
-        When both are known the smaller wins (a llama.cpp slot, or a user keeping headroom).
-        None: nothing is known, the prompt is sent as laid out and the server decides.
+        When both are known the smaller wins (a llama.cpp slot, or a user keeping headroom). A
+        server that reports none but gave it in a refusal ("maximum context length is N") is
+        taken at its word. None: nothing is known, the prompt is sent as laid out and the
+        server decides.
         """
         reported = None
         if isinstance(self.backend, ReportsContextWindow):
             reported = await self.backend.context_window()
+        reported = reported or self.refused_window
         configured = self.configured_window
         if configured is None:
             return reported
@@ -183,8 +188,15 @@ class InferenceSession:
 
     async def _learn_from_refusal(self, sent: ChatRequest, refusal: BackendContextOverflow) -> bool:
         """Raise `token_ratio` after the server refused `sent` as too long; False: no use."""
-        if refusal.status is None or await self.context_window() is None:
-            return False  # our own refusal, or nothing to fit to
+        if refusal.status is None:
+            return False  # our own refusal: nothing more to learn
+        if await self.context_window() is None:
+            said = _SERVER_WINDOW.search(str(refusal))
+            told = next((int(g) for g in said.groups() if g), 0) if said else 0
+            if told <= 0:
+                return False  # nothing to fit to
+            self.refused_window = ContextWindow(told, f"{self.backend.provider} server's refusal")
+            return True
         ours = len(self.prompt_tokens(sent))
         match = _SERVER_PROMPT_TOKENS.search(str(refusal))
         told = next((int(g) for g in match.groups() if g), 0) if match else 0

@@ -191,3 +191,21 @@ async def test_a_refusal_of_a_prompt_that_cannot_shrink_is_not_sent_again(
     await session.aclose()
     assert caught.value.status == 400 and "--max-model-len" in str(caught.value)
     assert len(server.requests) == 1  # the server's refusal; the refit was not sent
+
+
+async def test_a_window_named_only_in_a_refusal_is_learnt_and_fitted_to(scripted: Start) -> None:
+    """A server that reports no window (a proxy) but names it when it refuses: the session
+    takes it from the refusal, fits the prompt to it, and is answered."""
+    turns = [ScriptedTurn(content="{}")] * 2
+    server = scripted(turns, max_model_len=2048, context_source="none")
+    session = session_for(server)
+    assert await session.context_window() is None
+    long = long_request(prefix_words=300, feedback_words=1500, max_tokens=400)
+    assert (await session.complete(long)).text == "{}"
+    window = await session.context_window()
+    await session.aclose()
+    assert window is not None and window.tokens == 2048 and "refusal" in window.source
+    refused, answered = server.requests
+    assert refused.prompt_tokens + refused.body["max_tokens"] > 2048
+    assert answered.prompt_tokens + answered.body["max_tokens"] <= 2048
+    assert OMITTED in answered.body["messages"][2]["content"]
