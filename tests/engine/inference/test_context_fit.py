@@ -8,11 +8,22 @@ before it in the trim order is down to its marker.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from delegation_machine.engine.inference.backend import ChatMessage
+from delegation_machine.engine.inference.backend import (
+    BackendContextOverflow,
+    BackendUsage,
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    ContextWindow,
+    StreamDelta,
+)
 from delegation_machine.engine.inference.layout import (
     OMITTED,
     PromptDoesNotFit,
@@ -21,6 +32,7 @@ from delegation_machine.engine.inference.layout import (
     reply_room,
     trim_order,
 )
+from delegation_machine.engine.inference.session import InferenceSession
 from delegation_machine.engine.inference.tokens import ApproxTokenizer, ChatTurnText, render_chat
 
 TOKENIZER = ApproxTokenizer()
@@ -60,7 +72,7 @@ def is_marker_only(message: ChatMessage) -> bool:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    prefix_words=st.integers(0, 400),
+    prefix_words=st.integers(0, 200),
     delta_words=st.integers(0, 600),
     feedback=st.lists(st.integers(0, 500), max_size=6),
     window=st.integers(256, 4096),
@@ -128,3 +140,57 @@ def test_a_window_too_small_for_even_the_markers_does_not_fit() -> None:
     with pytest.raises(PromptDoesNotFit) as caught:
         fit_messages(messages, limit=20, count=count)
     assert caught.value.prefix_tokens > 2000 and caught.value.minimum_tokens > 20
+
+
+class WindowBackend:
+    """A backend with a context window that records what it is sent (no network)."""
+
+    provider = "fake"
+    model = "m"
+    supports_guided_json = False
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.sent: list[ChatRequest] = []
+
+    async def context_window(self) -> ContextWindow:
+        return ContextWindow(self.window, "the test")
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        raise NotImplementedError
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.sent.append(request)
+        return Completion(text="{}", usage=BackendUsage())
+
+    async def aclose(self) -> None:
+        return None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    prefix_words=st.integers(0, 200),
+    delta_words=st.integers(0, 600),
+    feedback=st.lists(st.integers(0, 500), max_size=4),
+    window=st.integers(256, 8192),
+    max_tokens=st.integers(1, 4096),
+)
+def test_what_the_session_sends_fits_the_window_with_its_reply(
+    prefix_words: int, delta_words: int, feedback: list[int], window: int, max_tokens: int
+) -> None:
+    backend = WindowBackend(window)
+    session = InferenceSession(backend)
+    request = ChatRequest(
+        messages=tuple(prompt(prefix_words, delta_words, feedback)), max_tokens=max_tokens
+    )
+    try:
+        asyncio.run(session.complete(request))
+    except BackendContextOverflow as exc:
+        assert backend.sent == [] and "Nothing was sent" in str(exc)
+        event("refused")
+        return
+    (sent,) = backend.sent
+    assert sent.max_tokens <= max_tokens
+    assert len(session.prompt_tokens(sent)) + sent.max_tokens <= window
+    assert sent.messages[0] == request.messages[0]
+    event("trimmed" if sent.messages != request.messages else "whole")
