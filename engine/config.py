@@ -55,6 +55,7 @@ class SwarmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     watch: bool = True
     inference: dict[str, Any] = {}
     economy: dict[str, Any] = {}
+    model_server: dict[str, Any] = {}  # [model_server]: a local model server serve supervises
     scale: ScaleConfig = msgspec.field(default_factory=ScaleConfig)
 
     def worker_count(self) -> int:

@@ -29,6 +29,12 @@ from pygls import uris
 from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 
+from delegation_machine.engine.config import ConfigError
+from delegation_machine.engine.inference.model_server import (
+    ModelServerSupervisor,
+    load_supervised_server_config,
+    supervisor_for,
+)
 from delegation_machine.engine.notices import (
     DiagnosticsCleared,
     DiagnosticsNotice,
@@ -76,6 +82,7 @@ class DelegationServer(LanguageServer):
         self._starting: asyncio.Task[Swarm] | None = None
         self._stopping = False
         self.acp_listener: AcpListener | None = None  # ACP clients attach to the swarm here
+        self.model_supervisor: ModelServerSupervisor | None = None  # [model_server] supervise
         self._owned_tasks: set[asyncio.Task[Any]] = set()
         self._progress_tokens: dict[str, types.ProgressToken] = {}
         self._progress_setups = 0  # delegations whose token exists but whose task id does not
@@ -264,7 +271,28 @@ class DelegationServer(LanguageServer):
         self._open_known_documents(bridge)
         log.info("swarm started on %s", swarm.root)
         await self._listen_for_acp(swarm)
+        self._supervise_model_server(swarm)
         return swarm
+
+    def _supervise_model_server(self, swarm: Swarm) -> None:
+        """`[model_server] supervise = true`: run the local model server as our child."""
+        if self.model_supervisor is not None:
+            return
+        try:
+            config = load_supervised_server_config(swarm.config.model_server)
+        except ConfigError as exc:
+            self.show_message(f"Delegation Machine: {exc}", types.MessageType.Error)
+            return
+
+        loop = asyncio.get_running_loop()
+
+        def said(message: str) -> None:  # also called from the set-up thread
+            log.info("%s", message)
+            loop.call_soon_threadsafe(self.show_message, f"Delegation Machine: {message}")
+
+        self.model_supervisor = supervisor_for(config, on_event=said)
+        if self.model_supervisor is not None:
+            self.model_supervisor.start()
 
     async def _listen_for_acp(self, swarm: Swarm) -> None:
         """`delegation-machine acp` in this workspace attaches here (decision 057)."""
@@ -311,6 +339,9 @@ class DelegationServer(LanguageServer):
         if self.acp_listener is not None:
             listener, self.acp_listener = self.acp_listener, None
             await listener.close()
+        if self.model_supervisor is not None:
+            supervisor, self.model_supervisor = self.model_supervisor, None
+            await supervisor.aclose()
         if self.bridge is not None:
             self.bridge.close()
         if self.swarm is not None:

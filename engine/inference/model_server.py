@@ -23,11 +23,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
+
+from delegation_machine.engine.config import ConfigError
 from delegation_machine.engine.inference.provision import (
     BUNDLED_MODEL_NAME,
     ModelServerCache,
@@ -351,13 +354,14 @@ class ModelServerSupervisor:
 
     def __init__(
         self,
-        server: ModelServer,
+        server: ModelServer | Callable[[], ModelServer],
         *,
         on_event: Callable[[str], None] = lambda _message: None,
         max_restarts: int = 3,
         window_s: float = 300.0,
     ) -> None:
-        self.server = server
+        self._build = server if callable(server) else None
+        self.server: ModelServer | None = None if callable(server) else server
         self.on_event = on_event
         self.max_restarts = max_restarts
         self.window_s = window_s
@@ -371,23 +375,30 @@ class ModelServerSupervisor:
             self._keep_running(), name="model-server-supervisor"
         )
 
+    def _start_server(self) -> ModelServer:
+        if self.server is None:
+            assert self._build is not None
+            self.server = self._build()
+        return self.server.start()
+
     async def _keep_running(self) -> None:
         while not self._closing:
             try:
-                await asyncio.to_thread(self.server.start)
+                server = await asyncio.to_thread(self._start_server)
             except (ModelServerError, ProvisionError, OSError) as exc:
                 if not self._closing:
                     self.on_event(f"the model server could not start: {exc}")
                 return
             if self._closing:
-                await asyncio.to_thread(self.server.stop)  # started while being closed
+                await asyncio.to_thread(server.stop)  # started while being closed
                 break
             self.ready.set()
-            self.on_event(f"the model server answers at {self.server.base_url}")
-            process = self.server.process
+            self.on_event(f"the model server answers at {server.base_url}")
+            process = server.process
             assert process is not None
             status = await asyncio.to_thread(process.wait)
             self.ready.clear()
+            await asyncio.to_thread(server.stop)  # what is left of its process group
             if self._closing:
                 break
             now = time.monotonic()
@@ -395,21 +406,23 @@ class ModelServerSupervisor:
             if len(self.crashes) > self.max_restarts:
                 self.on_event(
                     f"the model server exited (status {status}) {len(self.crashes)} times in "
-                    f"{self.window_s:.0f} s; not restarting it. Its log: {self.server.log_path}"
+                    f"{self.window_s:.0f} s; not restarting it. Its log: {server.log_path}"
                 )
                 return
             self.on_event(
                 f"the model server exited (status {status}); restarting it. "
-                f"Its log: {self.server.log_path}"
+                f"Its log: {server.log_path}"
             )
-            self.server.stop()
 
     async def aclose(self) -> None:
         self._closing = True
-        await asyncio.to_thread(self.server.stop)
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.server is not None:  # it may have been built while we stopped
+            await asyncio.to_thread(self.server.stop)
 
 
 def resolve_spec(
@@ -482,3 +495,67 @@ def resolve_spec(
         max_model_len=max_model_len,
         block_size=16,
     )
+
+
+class SupervisedServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `[model_server]` table: the editor server starts this model server as its child,
+    restarts it when it dies and stops it on shutdown (point `[inference]` at its port)."""
+
+    supervise: bool = False
+    model: str | None = None  # default: the bundled SmolLM2-135M-Instruct
+    backend: Literal["auto", "vllm", "llama.cpp"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN
+    served_name: str | None = None
+    max_restarts: int = 3
+    start_timeout_s: float = 300.0
+
+
+def load_supervised_server_config(mapping: Mapping[str, Any] | None) -> SupervisedServerConfig:
+    """Validate `[model_server]`; every error names the key as `model_server.<key>`."""
+    values = {str(k): v for k, v in (mapping or {}).items()}
+    values = {
+        "".join(f"_{c.lower()}" if c.isupper() else c for c in k): v for k, v in values.items()
+    }
+    try:
+        config = msgspec.convert(values, type=SupervisedServerConfig)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = message.rsplit(" - at `$.", 1)[1].rstrip("`") if " - at `$." in message else ""
+        raise ConfigError(
+            f"model_server{'.' + path if path else ''}: {message.split(' - at ')[0]}"
+        ) from None
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"model_server.port: must be 1-65535, got {config.port}")
+    if config.max_model_len <= 0:
+        raise ConfigError("model_server.max_model_len: must be > 0")
+    return config
+
+
+def supervisor_for(
+    config: SupervisedServerConfig,
+    *,
+    cache: ModelServerCache | None = None,
+    on_event: Callable[[str], None] = lambda _message: None,
+) -> ModelServerSupervisor | None:
+    """The supervisor the configuration asks for (None unless `supervise`). Nothing starts
+    until `start()`; set-up (a first install, a conversion) happens in its thread then."""
+    if not config.supervise:
+        return None
+    cache = cache or ModelServerCache.default()
+
+    def build() -> ModelServer:
+        spec = resolve_spec(
+            config.model,
+            backend=config.backend,
+            cache=cache,
+            host=config.host,
+            port=config.port,
+            max_model_len=config.max_model_len,
+            served_name=config.served_name,
+            log=on_event,
+        )
+        return ModelServer(spec, cache, start_timeout_s=config.start_timeout_s)
+
+    return ModelServerSupervisor(build, on_event=on_event, max_restarts=config.max_restarts)
