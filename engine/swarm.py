@@ -152,7 +152,12 @@ class Swarm:
             spawn=lambda coroutine, name: self.spawn(coroutine, name=name),
         )
         self.planner = PlanRouter(
-            self.state, self.index, self.model, workspace_version=self._workspace_version
+            self.state,
+            self.index,
+            self.model,
+            workspace_version=self._workspace_version,
+            parallelism=len(self.workers),
+            batch_files=lambda: self.checker.task_level == "quick",
         )
         self.agents: AgentFactory = agents or SwarmAgents(
             self.root,

@@ -33,6 +33,7 @@ from delegation_machine.engine.plan.planner import (
 from delegation_machine.engine.plan.templates import plan_from_template
 from delegation_machine.engine.protocol import DelegationError, DelegationRequest
 from delegation_machine.engine.state import WorkspaceState
+from delegation_machine.engine.state.files import Unreadable, regular_file_size
 
 MODEL_KIND = "llm"
 
@@ -86,11 +87,18 @@ class PlanRouter:
         model: ModelSetup,
         *,
         workspace_version: Callable[[], int],
+        parallelism: int = 1,
+        batch_files: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`parallelism`: how many tasks the swarm's workers run at once (batches per plan);
+        `batch_files`: whether file-wise tasks may batch files now (not when each task's
+        change is judged by tests, which cannot say which file of a batch failed them)."""
         self._state = state
         self._index = index
         self._model = model
         self._workspace_version = workspace_version
+        self._parallelism = parallelism
+        self._batch_files = batch_files
 
     def workspace_sources(self) -> list[str]:
         """The workspace's Python sources (the targets of workspace-wide built-in plans)."""
@@ -108,12 +116,30 @@ class PlanRouter:
                 [self._state.resolve(request.path)] if request.path else self.workspace_sources()
             )
             graph = plan_builtin(
-                plan_id, kind, request.instruction, targets=targets, arguments=arguments
+                plan_id,
+                kind,
+                request.instruction,
+                targets=targets,
+                arguments=arguments,
+                parallelism=self._parallelism,
+                sizes=self._sizes(targets),
+                batched=self._batch_files(),
             )
         if not len(graph):
             where = request.path or "the workspace"
             raise DelegationError(f"{kind}: nothing to do in {where} (no Python files found)")
         return graph
+
+    def _sizes(self, targets: list[str]) -> dict[str, int]:
+        """The targets' sizes on disk, for the cost model (a file that cannot be read is left
+        out: its cost is the default, and its task's agent reports what is wrong with it)."""
+        sizes = {}
+        for rel in targets:
+            try:
+                sizes[rel] = regular_file_size(self._state.root / rel)
+            except Unreadable:
+                continue
+        return sizes
 
     async def _plan_rename(
         self, plan_id: str, request: DelegationRequest, arguments: Mapping[str, Any]

@@ -419,15 +419,13 @@ def _fixable_left(
     if any(v.kind == "error" for v in semgrep):
         raise CannotJudge("semgrep could not run, so the fixable findings are unknown")
     unmet = []
-    protected = {
-        rel: assertion_lines(after[rel]) for rel in paths if rel in after and is_test_file(rel)
-    }
     for verdict in semgrep:
         for finding in verdict.findings:
             line = finding.span.start.line
             if finding.path not in paths or not finding.fix_available:
                 continue
-            if line in protected.get(finding.path, set()):
+            rel = finding.path
+            if rel in after and is_test_file(rel) and line in assertion_lines(after[rel]):
                 continue  # fixers never rewrite what a test asserts
             if selection is not None and not selection[0] <= line <= selection[1]:
                 continue

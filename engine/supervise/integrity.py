@@ -11,6 +11,7 @@ versions of these files against the changed code.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import tokenize
 from collections.abc import Mapping
@@ -116,11 +117,12 @@ def adds_tests_only(before: str, after: str) -> bool:
     return all(new.get(name) == source for name, source in old.items())
 
 
-def assertion_lines(text: str) -> set[int]:
+@functools.lru_cache(maxsize=1024)
+def assertion_lines(text: str) -> frozenset[int]:
     """0-based lines inside `assert` statements and `pytest.raises`/`approx` calls."""
     tree = parse_python(text)
     if tree is None:
-        return set()
+        return frozenset()
     lines: set[int] = set()
     for node in ast.walk(tree):
         judged = isinstance(node, ast.Assert)
@@ -131,4 +133,4 @@ def assertion_lines(text: str) -> set[int]:
         if judged and isinstance(node, ast.stmt | ast.expr):
             end = node.end_lineno or node.lineno
             lines.update(range(node.lineno - 1, end))
-    return lines
+    return frozenset(lines)

@@ -22,7 +22,7 @@ from delegation_machine.engine.agents.base import (
     apply_edits,
     edits_from_texts,
 )
-from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python, ruff_texts
+from delegation_machine.engine.agents.builtin.ruff_tool import ruff_texts
 from delegation_machine.engine.agents.builtin.semgrep_fixes import (
     FixOutcome,
     ScanTexts,
@@ -33,6 +33,7 @@ from delegation_machine.engine.agents.builtin.targets import python_targets, ski
 from delegation_machine.engine.protocol import Mutation, TextEdit
 from delegation_machine.engine.supervise.affected import is_test_file
 from delegation_machine.engine.supervise.integrity import assertion_lines
+from delegation_machine.engine.supervise.python_parse import parses_as_python
 from delegation_machine.engine.supervise.semgrep_worker import SemgrepResult
 
 

@@ -22,10 +22,10 @@ from delegation_machine.engine.agents.base import (
     FileVersion,
     TokenUsage,
 )
-from delegation_machine.engine.agents.builtin.ruff_tool import parses_as_python
 from delegation_machine.engine.agents.builtin.targets import is_python_path
 from delegation_machine.engine.memory.symbols import SymbolIndex, SymbolOccurrence
 from delegation_machine.engine.protocol import Mutation, TextEdit
+from delegation_machine.engine.supervise.python_parse import parses_as_python
 
 MODULE_LEVEL_KINDS = frozenset({"function", "class", "variable"})
 MEMBER_KINDS = frozenset({"method", "attribute"})

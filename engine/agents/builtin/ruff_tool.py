@@ -5,7 +5,9 @@ configuration from `--stdin-filename` (run with the workspace root as cwd), so t
 selection, line length and exclusions apply. Many texts go through one ruff run over a private
 copy (`ruff_texts`): the texts and the workspace's ruff configuration files along their paths
 (`pyproject.toml`, `ruff.toml`, `.ruff.toml`) are written at the same relative places in a
-scratch folder, so ruff resolves the same settings and exclusions, and one process start serves
+scratch folder, every other entry of the folders on the way linked to the workspace's own (so
+ruff sees the same modules when it sorts imports), so ruff resolves the same settings and
+exclusions, and one process start serves
 the whole batch instead of one per file (a process start costs more than formatting a file).
 A configuration that reaches outside its own file (`extend`) cannot be copied faithfully, so
 such a workspace is served file by file through stdin. Only safe fixes: `--unsafe-fixes` is
@@ -14,6 +16,7 @@ never passed (a workspace may opt in through its own config).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tomllib
@@ -24,8 +27,8 @@ from typing import Literal
 
 from delegation_machine.engine.agents.base import AgentFailure
 from delegation_machine.engine.agents.builtin.tools import last_lines, locate_tool, run_tool
+from delegation_machine.engine.config import STATE_DIR_NAME
 from delegation_machine.engine.state.scratch import make_scratch_dir
-from delegation_machine.engine.supervise.python_parse import parse_python
 
 RuffMode = Literal["format", "fix"]
 RUFF_CONFIG_NAMES = ("pyproject.toml", "ruff.toml", ".ruff.toml")
@@ -55,10 +58,6 @@ class RuffOutput:
     texts: dict[str, str] = field(default_factory=dict)
     unparsable: dict[str, UnparsableFile] = field(default_factory=dict)
     runs: int = 0  # ruff processes started
-
-
-def parses_as_python(text: str) -> bool:
-    return parse_python(text) is not None
 
 
 async def ruff_safe_fixes(text: str, rel: str, root: Path, timeout_s: float = 60.0) -> str:
@@ -117,14 +116,11 @@ async def _ruff_in_copy(
 ) -> None:
     folder = make_scratch_dir("dm-ruff-")
     try:
+        _mirror_around(folder, root, texts)
         for rel in configs:
-            target = _inside(folder, rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / rel, target)
+            shutil.copyfile(root / rel, _inside(folder, rel))
         for rel, text in texts.items():
-            target = _inside(folder, rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(text.encode("utf-8"))
+            _inside(folder, rel).write_bytes(text.encode("utf-8"))
         argv = [locate_tool("ruff"), *_ARGS[mode], "--", *texts]
         done = await run_tool(argv, cwd=folder, timeout_s=timeout_s)
         output.runs += 1
@@ -144,6 +140,36 @@ async def _ruff_in_copy(
                 output.texts[rel] = _inside(folder, rel).read_bytes().decode("utf-8")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mirror_around(folder: Path, root: Path, texts: Mapping[str, str]) -> None:
+    """The folders along the texts' paths, made real in `folder`, with every other entry of
+    them linked to the workspace's own: ruff decides what is first-party (and so how imports
+    sort) by which modules exist, so the copy must show the modules the batch does not hold.
+    ruff only reads and writes the paths it is given, never what the links point to; the
+    configuration files are copied instead (linked, ruff would resolve them to the workspace
+    and match its exclusions against the wrong root)."""
+    folders = {PurePosixPath()}
+    for rel in texts:
+        _inside(folder, rel)  # refuses a path outside the workspace before anything is made
+        folders.update(PurePosixPath(rel).parents)
+    for inner in sorted(folders):
+        (folder / inner).mkdir(parents=True, exist_ok=True)
+    for inner in folders:
+        try:
+            entries = list(os.scandir(root / inner))
+        except OSError:  # a folder only the texts have (new files): nothing to show beside
+            continue
+        for entry in entries:
+            beside = inner / entry.name
+            if (
+                beside in folders
+                or beside.as_posix() in texts
+                or entry.name in RUFF_CONFIG_NAMES
+                or beside.as_posix() == STATE_DIR_NAME
+            ):
+                continue
+            os.symlink(entry.path, folder / beside)
 
 
 def _inside(folder: Path, rel: str) -> Path:
