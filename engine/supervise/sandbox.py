@@ -692,6 +692,11 @@ class _CappedReader:
                 if len(chunk) > room:
                     self.truncated = True
                 self._kept += chunk[: max(room, 0)]
+        # Closed here, by the thread that read it to its end: a pipe left for the garbage
+        # collector leaks its descriptor until then, and its ResourceWarning fires inside
+        # whatever allocation set the collection off.
+        with contextlib.suppress(OSError):
+            self._stream.close()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)

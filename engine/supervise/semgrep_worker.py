@@ -5,8 +5,10 @@ language server scans files on disk, so each scan writes the texts to a fresh su
 the mirror, announces them with didCreateFiles/didOpen, collects publishDiagnostics for exactly
 those URIs, then deletes them; fresh URIs make a late diagnostic of an older scan harmless).
 The same scan serves the fix agents: `autofixes` also asks for each file's code actions, whose
-"Apply autofix" edits are the rules' fixes, so fixing a file costs no semgrep start-up.
-Invariant: anything unexpected raises `WorkerUnavailable`; the caller then falls back to the
+"Apply autofix" edits are the rules' fixes, so fixing a file costs no semgrep start-up. The
+worker remembers its answer per (path, text) for as long as its rules stay loaded (a new rule
+set is a new worker), so a text the fix agent scanned is not scanned again as the change's
+baseline, nor a file the change left alone. Invariant: anything unexpected raises `WorkerUnavailable`; the caller then falls back to the
 batch CLI scan, so a warm-path failure can never turn into "passed".
 """
 
@@ -21,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,11 @@ log = logging.getLogger(__name__)
 
 _LSP_SEVERITY: dict[int, Severity] = {1: "error", 2: "warning", 3: "information", 4: "hint"}
 # The title semgrep's language server gives the code action that applies a rule's fix.
+# A scan's time limit grows with the files it holds (a plan's batch is hundreds of files).
+SCAN_SECONDS_PER_FILE = 0.25
+# Answers remembered per (path, text): a diagnostics list is small; a plan's batches and their
+# baseline scans ask about a few thousand texts.
+ANSWERS_KEPT = 8192
 _AUTOFIX_TITLE = re.compile(r"Semgrep\((.+)\): Apply autofix")
 
 
@@ -182,6 +190,14 @@ class _Connection:
             self.rules_refreshed.set()
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """The worker's diagnostics for one text and (None: not asked) its autofix edits."""
+
+    diagnostics: list[dict[str, Any]]
+    actions: list[dict[str, Any]] | None
+
+
 class SemgrepWorker:
     """The warm worker. `serve()` is the body a Supervisor runs; `scan()` is called by checks."""
 
@@ -210,6 +226,9 @@ class SemgrepWorker:
         self._lock = asyncio.Lock()
         self._connection: _Connection | None = None
         self._mirror: Path | None = None
+        # What the worker answered per (path, text): the fix agent's scan of a file and the
+        # supervisor's baseline scan of the same text ask the same question once.
+        self._answers: OrderedDict[tuple[str, str], _Answer] = OrderedDict()
 
     async def serve(self, gate: Awaitable[bool] | None = None) -> None:
         """Start `semgrep lsp`, then run until it exits (raising, so a supervisor restarts it).
@@ -311,21 +330,48 @@ class SemgrepWorker:
     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
         if not self._ready.is_set():
             raise WorkerUnavailable(f"semgrep worker is {self.state.value}")
+        diagnostics: dict[str, list[dict[str, Any]]] = {}
+        actions: dict[str, list[dict[str, Any]]] = {}
+        asked = []
+        for rel in paths:
+            known = self._answers.get((rel, files[rel]))
+            if known is None or (with_fixes and known.actions is None):
+                asked.append(rel)
+                continue
+            self._answers.move_to_end((rel, files[rel]))
+            diagnostics[rel] = known.diagnostics
+            if with_fixes and known.actions:
+                actions[rel] = known.actions
+        if not asked:
+            return diagnostics, actions
         async with self._lock:
             connection, mirror = self._connection, self._mirror
             if connection is None or mirror is None:
                 raise WorkerUnavailable("semgrep worker is not running")
             self.scans += 1
             folder = mirror / f"scan-{self.scans}"
+            limit = self.scan_timeout_s + SCAN_SECONDS_PER_FILE * len(asked)
             try:
-                async with asyncio.timeout(self.scan_timeout_s):
-                    return await self._scan_in(connection, folder, files, paths, with_fixes)
+                async with asyncio.timeout(limit):
+                    found, offered = await self._scan_in(
+                        connection, folder, files, asked, with_fixes
+                    )
             except TimeoutError as exc:
-                raise WorkerUnavailable(
-                    f"semgrep worker timed out ({self.scan_timeout_s} s)"
-                ) from exc
+                raise WorkerUnavailable(f"semgrep worker timed out ({limit:g} s)") from exc
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+        for rel in asked:
+            answer = _Answer(found[rel], offered.get(rel, []) if with_fixes else None)
+            self._remember((rel, files[rel]), answer)
+        diagnostics.update(found)
+        actions.update(offered)
+        return diagnostics, actions
+
+    def _remember(self, key: tuple[str, str], answer: _Answer) -> None:
+        self._answers[key] = answer
+        self._answers.move_to_end(key)
+        while len(self._answers) > ANSWERS_KEPT:
+            self._answers.popitem(last=False)
 
     async def _scan_in(
         self,
@@ -359,6 +405,10 @@ class SemgrepWorker:
                     )
             return diagnostics, actions
         finally:
+            for future in waiting.values():  # the worker died: every wait failed, not one
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved, so it is not logged when collected
+                future.cancel()
             for uri in uris.values():
                 connection.forget(uri)
                 connection.notify("textDocument/didClose", {"textDocument": {"uri": uri}})

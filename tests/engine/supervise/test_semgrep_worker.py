@@ -48,12 +48,39 @@ async def test_warm_worker_matches_the_batch_scan_and_survives_a_crash(workspace
         assert worker is not None and worker.pid is not None
         first_pid = worker.pid
         os.killpg(first_pid, signal.SIGKILL)
-        after_crash = semgrep_of(await checks.check(FILES, list(FILES)))
+        # texts the worker has not answered yet (it remembers answers per text): a comment
+        # line at the end moves no finding
+        edited = {rel: text + "# edited\n" for rel, text in FILES.items()}
+        after_crash = semgrep_of(await checks.check(edited, list(edited)))
         assert ordered(after_crash.findings) == ordered(batch.findings)  # fell back or restarted
         assert await worker.wait_ready(120)
         assert worker.pid != first_pid  # the supervisor started a new process
-        again = semgrep_of(await checks.check(FILES, list(FILES)))
+        again_edited = {rel: text + "# again\n" for rel, text in FILES.items()}
+        again = semgrep_of(await checks.check(again_edited, list(again_edited)))
         assert ordered(again.findings) == ordered(batch.findings)
+    finally:
+        await checks.aclose()
+
+
+@needs_semgrep
+async def test_a_text_the_worker_answered_is_not_scanned_again(workspace: Path) -> None:
+    checks = CheckRunner(workspace, rule_paths=[RULES], warm_semgrep=True)
+    try:
+        assert await checks.warm_up(timeout_s=120)
+        worker = checks.semgrep._worker
+        assert worker is not None
+        first = semgrep_of(await checks.check(FILES, list(FILES)))
+        exchanges = worker.scans
+        fixes = await checks.semgrep.autofix_matches({"a.py": FILES["a.py"]})
+        assert fixes is not None
+        assert worker.scans == exchanges + 1  # fixes were not asked yet: one exchange
+        second = semgrep_of(await checks.check(FILES, list(FILES)))
+        assert worker.scans == exchanges + 1  # same texts: answered from memory
+        assert ordered(second.findings) == ordered(first.findings)
+        changed = {**FILES, "c.py": "import hashlib\nhashlib.md5(b'y')\n"}
+        third = semgrep_of(await checks.check(changed, list(changed)))
+        assert worker.scans == exchanges + 2  # only the changed text is asked
+        assert "c.py" in {f.path for f in third.findings}
     finally:
         await checks.aclose()
 
