@@ -65,6 +65,9 @@ print(out)
 """
 
 
+_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 class ProvisionError(RuntimeError):
     """A set-up step failed; the message names the step and what to do."""
 
@@ -108,10 +111,17 @@ def _stamp_matches(stamp: Path, expected: str) -> bool:
         return False
 
 
-def _run(step: str, argv: list[str], log: Callable[[str], None]) -> None:
+def _run(
+    step: str,
+    argv: list[str],
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> None:
     shown = " ".join(arg if len(arg) < 100 else "<script>" for arg in argv)
     log(f"{step}: {shown}")
-    completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if completed.returncode != 0:
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
         raise ProvisionError(f"{step} failed (exit {completed.returncode}): " + " | ".join(tail))
@@ -175,7 +185,10 @@ def _convert(
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _run(
-        "convert the GGUF model", [str(cache.python), "-c", _CONVERT_SCRIPT, gguf, str(target)], log
+        "convert the GGUF model",
+        [str(cache.python), "-c", _CONVERT_SCRIPT, gguf, str(target)],
+        log,
+        env=_OFFLINE,  # a local file: nothing is fetched from a model hub
     )
     (target / ".provisioned").write_text(stamp + "\n", encoding="utf-8")
     return time.monotonic() - started

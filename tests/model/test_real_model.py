@@ -64,7 +64,7 @@ async def test_the_shared_prefix_is_served_from_vllms_cache_from_the_second_agen
     )
     nonce = uuid.uuid4().hex  # a prefix no earlier test sent
     prefix = PrefixCatalog().prefix_for(
-        1, constitution=f"{constitution()}\n# Session {nonce}", repo_map=repo_map
+        1, constitution=f"# Session {nonce}\n{constitution()}", repo_map=repo_map
     )
     session = InferenceSession(
         backend_for(live_vllm), ledger=TokenLedger(), block_size=live_vllm.block_size
