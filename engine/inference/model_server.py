@@ -469,7 +469,9 @@ def resolve_spec(
             raise ModelServerError(
                 f"--model {model}: vLLM serves a checkpoint folder or a GGUF file, not this file"
             )
-        name = served_name or (BUNDLED_MODEL_NAME if path is None else checkpoint.name)
+        name = served_name or (
+            BUNDLED_MODEL_NAME if path is None else path.stem if is_gguf else checkpoint.name
+        )
         return ModelServerSpec(
             kind="vllm",
             model=checkpoint,

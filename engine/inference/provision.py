@@ -117,7 +117,7 @@ def _run(
     log: Callable[[str], None],
     env: dict[str, str] | None = None,
 ) -> None:
-    shown = " ".join(arg if len(arg) < 100 else "<script>" for arg in argv)
+    shown = " ".join("<script>" if "\n" in arg else arg for arg in argv)
     log(f"{step}: {shown}")
     completed = subprocess.run(
         argv, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
