@@ -17,7 +17,7 @@ earlier task that writes one of its files has finished (read-after-write orderin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
@@ -56,6 +56,7 @@ def plan_builtin(
     parallelism: int = 1,
     sizes: Mapping[str, int] | None = None,
     batched: bool = True,
+    alone: Collection[str] = (),
 ) -> TaskGraph:
     """A TaskGraph for a built-in kind over `targets` (workspace-relative paths).
 
@@ -63,7 +64,9 @@ def plan_builtin(
     (unknown sizes count as `MIN_BATCH_BYTES`, so without sizes each file is its own batch up
     to `parallelism` batches). `batched=False` gives one task per file: the caller's checks
     would run tests on each change, and a test that fails cannot say which file of a batch
-    broke it, so only one file per task keeps the other files' changes when one is undone."""
+    broke it, so only one file per task keeps the other files' changes when one is undone.
+    Files in `alone` (ones the workspace refuses to read: binary, not UTF-8, too large) get a
+    task each, so each fails with its own reason and no batch fails for them."""
     if kind not in BUILTIN_KINDS:
         raise ValueError(f"not a built-in task kind: {kind!r} (known: {', '.join(BUILTIN_KINDS)})")
     graph = TaskGraph()
@@ -82,7 +85,12 @@ def plan_builtin(
             )
         )
         return graph
-    batches = file_batches(targets, parallelism, sizes) if batched else [[p] for p in targets]
+    if batched:
+        batchable = [rel for rel in targets if rel not in alone]
+        batches = file_batches(batchable, parallelism, sizes)
+        batches += [[rel] for rel in targets if rel in alone]
+    else:
+        batches = [[rel] for rel in targets]
     for number, batch in enumerate(batches, start=1):
         graph.add_task(
             TaskSpec(

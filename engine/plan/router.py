@@ -22,7 +22,12 @@ from delegation_machine.engine.inference.accounting import BudgetExceeded
 from delegation_machine.engine.inference.backend import BackendError
 from delegation_machine.engine.inference.config import ModelSetup, no_backend_message
 from delegation_machine.engine.memory.workspace_index import WorkspaceIndex
-from delegation_machine.engine.plan.builtin import BUILTIN_KINDS, plan_builtin, python_targets
+from delegation_machine.engine.plan.builtin import (
+    BUILTIN_KINDS,
+    SOURCE_SUFFIXES,
+    plan_builtin,
+    python_targets,
+)
 from delegation_machine.engine.plan.graph import TaskGraph, TaskSpec
 from delegation_machine.engine.plan.planner import (
     PLAN_REPLY_TOKENS,
@@ -32,8 +37,8 @@ from delegation_machine.engine.plan.planner import (
 )
 from delegation_machine.engine.plan.templates import plan_from_template
 from delegation_machine.engine.protocol import DelegationError, DelegationRequest
-from delegation_machine.engine.state import WorkspaceState
-from delegation_machine.engine.state.files import Unreadable, regular_file_size
+from delegation_machine.engine.state import StateError, WorkspaceState
+from delegation_machine.engine.supervise.python_parse import parses_as_python
 
 MODEL_KIND = "llm"
 
@@ -115,6 +120,7 @@ class PlanRouter:
             targets = (
                 [self._state.resolve(request.path)] if request.path else self.workspace_sources()
             )
+            sizes, refused = self._sizes(targets)
             graph = plan_builtin(
                 plan_id,
                 kind,
@@ -122,24 +128,33 @@ class PlanRouter:
                 targets=targets,
                 arguments=arguments,
                 parallelism=self._parallelism,
-                sizes=self._sizes(targets),
+                sizes=sizes,
                 batched=self._batch_files(),
+                alone=refused,
             )
         if not len(graph):
             where = request.path or "the workspace"
             raise DelegationError(f"{kind}: nothing to do in {where} (no Python files found)")
         return graph
 
-    def _sizes(self, targets: list[str]) -> dict[str, int]:
-        """The targets' sizes on disk, for the cost model (a file that cannot be read is left
-        out: its cost is the default, and its task's agent reports what is wrong with it)."""
-        sizes = {}
+    def _sizes(self, targets: list[str]) -> tuple[dict[str, int], set[str]]:
+        """The targets' sizes in bytes, for the cost model, and the ones to keep out of batches:
+        files the workspace refuses to read (binary, not UTF-8, too large, not a regular file)
+        and Python files that do not parse. Each goes in a task of its own, which fails with
+        its own reason; in a batch it would fail the batch (its check says "does not parse")
+        and take the other files' good changes with it."""
+        sizes: dict[str, int] = {}
+        refused: set[str] = set()
         for rel in targets:
             try:
-                sizes[rel] = regular_file_size(self._state.root / rel)
-            except Unreadable:
+                text, _ = self._state.read(rel)
+            except StateError:
+                refused.add(rel)
                 continue
-        return sizes
+            sizes[rel] = len(text.encode("utf-8"))
+            if rel.endswith(SOURCE_SUFFIXES) and not parses_as_python(text):
+                refused.add(rel)
+        return sizes, refused
 
     async def _plan_rename(
         self, plan_id: str, request: DelegationRequest, arguments: Mapping[str, Any]

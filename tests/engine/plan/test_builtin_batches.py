@@ -91,3 +91,11 @@ def test_batches_partition_the_targets(
     code = [b for b in batches if not is_judging_file(b[0])]
     judging = [b for b in batches if is_judging_file(b[0])]
     assert len(code) <= parallelism and len(judging) <= parallelism
+
+
+def test_files_the_workspace_refuses_get_a_task_each() -> None:
+    targets = ["a.py", "binary.py", "c.py", "latin1.py"]
+    sizes = dict.fromkeys(targets, 100)
+    alone = {"binary.py", "latin1.py"}
+    graph = plan_builtin("p", "fix", "f", targets=targets, parallelism=4, sizes=sizes, alone=alone)
+    assert [t.paths for t in graph.tasks()] == [("a.py", "c.py"), ("binary.py",), ("latin1.py",)]
