@@ -103,9 +103,12 @@ def resolve_url(given: str | None, environ: Mapping[str, str] | None = None) -> 
     return url
 
 
-def connect(url: str, environ: Mapping[str, str] | None = None) -> aioredis.Redis:
+def connect(
+    url: str, environ: Mapping[str, str] | None = None, *, connections: int = 64
+) -> aioredis.Redis:
     """A client for `url` (from `resolve_url`) with the environment's credentials; nothing is
-    sent until the first command (see `check_connection`)."""
+    sent until the first command (see `check_connection`). At most `connections` at once:
+    size it for the blocking reads and the attempts in flight (the host: its slots)."""
     env = os.environ if environ is None else environ
     options: dict[str, object] = {
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
@@ -117,7 +120,7 @@ def connect(url: str, environ: Mapping[str, str] | None = None) -> aioredis.Redi
         options["password"] = env[PASSWORD_ENV]
     if url.startswith("rediss://") and env.get(CA_ENV):
         options["ssl_ca_certs"] = env[CA_ENV]
-    return aioredis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+    return aioredis.Redis.from_url(url, max_connections=connections, **options)  # type: ignore[arg-type]
 
 
 async def check_connection(client: aioredis.Redis, url: str) -> None:

@@ -125,6 +125,8 @@ class RemoteHost:
         self._loop_thread = 0
         self._down_since: float | None = None
         self._recovered = asyncio.Event()
+        self._closing = False  # the loops end at their next turn (a cancelled Redis command
+        # may come back without raising CancelledError, so cancelling alone is not enough)
         self.published = 0
         self.results = 0
         self.rejected = 0
@@ -154,7 +156,8 @@ class RemoteHost:
         """Connect (a clear `ScaleError` when Redis refuses), make the groups, start the loops."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._client = connect(self.url, self._environ)
+        # One connection per attempt in flight (at most one per slot), the loops' and spare.
+        self._client = connect(self.url, self._environ, connections=self.settings.slots * 2 + 16)
         try:
             await check_connection(self._client, self.url)
             await self._ensure_groups()
@@ -181,22 +184,26 @@ class RemoteHost:
         )
 
     async def aclose(self) -> None:
+        self._closing = True
+        self._mirror_wake.set()
+        self._recovered.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(AgentFailure("the host is stopping"))
-        try:
-            await self._flush_mirror()
-        except TRANSPORT_ERRORS as exc:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=RESULT_BLOCK_MS / 1000 + 2)
+        self._tasks.clear()
+        try:  # the loops are stopped: the last events go out from here alone
+            await asyncio.wait_for(self._flush_mirror(), 10)
+        except (*TRANSPORT_ERRORS, TimeoutError) as exc:
             log.warning(
                 "%d ledger event(s) not mirrored to %s: %s", len(self._mirror), self.where, exc
             )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -331,7 +338,7 @@ class RemoteHost:
     async def _read_results(self) -> None:
         stream = self.names.results(self.host_id)
         last = b"0-0"
-        while True:
+        while not self._closing:
             try:
                 answer: Any = await self.client.xread(
                     {stream: last}, count=100, block=RESULT_BLOCK_MS
@@ -432,9 +439,11 @@ class RemoteHost:
 
     async def _reclaim_loop(self) -> None:
         period = max(0.05, min(self.settings.lease_s / 3, 5.0))
-        while True:
+        while not self._closing:
             await asyncio.sleep(period)
             await self._recovered.wait()
+            if self._closing:
+                return
             try:
                 await self.reclaim_once()
             except TRANSPORT_ERRORS as exc:
@@ -487,6 +496,8 @@ class RemoteHost:
             try:
                 return await action()
             except TRANSPORT_ERRORS as exc:
+                if self._closing:
+                    raise AgentFailure(f"{what}: the host is stopping") from None
                 log.warning("%s: Redis at %s unreachable (%s); retrying", what, self.where, exc)
                 await self._outage(exc)
 
@@ -495,7 +506,7 @@ class RemoteHost:
         if self._down_since is None:
             self._mark_down(exc)
         attempt = 0
-        while True:
+        while not self._closing:
             await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
             attempt += 1
             try:
@@ -550,10 +561,12 @@ class RemoteHost:
             self._loop.call_soon_threadsafe(self._mirror_wake.set)
 
     async def _mirror_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._mirror_wake.wait()
             self._mirror_wake.clear()
             await self._recovered.wait()
+            if self._closing:
+                return  # aclose sends what is left
             try:
                 await self._flush_mirror()
             except TRANSPORT_ERRORS as exc:

@@ -121,6 +121,7 @@ class ScaleWorker:
         self._scratch = scratch or Path(tempfile.mkdtemp(prefix="dm-worker-"))
         self._owns_scratch = scratch is None
         self._stopping = asyncio.Event()
+        self._closed = False  # drained: the heartbeat ends (cancelling alone may not end it)
         self._running: dict[bytes, _Running] = {}
         self._down = False
         self.completed = 0
@@ -146,6 +147,7 @@ class ScaleWorker:
                 ]
                 await self._stopping.wait()
                 await self._drain()
+                self._closed = True
                 for task in consumers:
                     task.cancel()
                 beat.cancel()
@@ -344,7 +346,7 @@ class ScaleWorker:
     # --- heartbeat --------------------------------------------------------------------------
 
     async def _heartbeat_loop(self, lease_s: float) -> None:
-        while True:
+        while not self._closed:
             leases = [r.message.lease_s for r in self._running.values()] or [lease_s]
             await asyncio.sleep(max(0.05, min(leases) / 4))
             try:
@@ -405,7 +407,7 @@ class ScaleWorker:
             self._down = True
             log.error("lost Redis at %s: %s; reconnecting", self.where, exc)
         attempt = 0
-        while True:
+        while not self._closed:
             await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
             attempt += 1
             try:

@@ -95,7 +95,7 @@ def handle_worker(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, kinds: list[str], inference: Any) -> int:
     url = resolve_url(args.redis)
-    client = connect(url)
+    client = connect(url, connections=args.agents * 2 + 8)  # a blocking read per slot
     agents: ToolWorkerAgents | None = None
     try:
         await check_connection(client, url)
