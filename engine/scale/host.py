@@ -271,8 +271,7 @@ class RemoteHost:
             msgspec.structs.replace(ref, digest=digest)
             for ref, digest in zip((*message.files, *message.config_files), digests, strict=True)
         ]
-        token = self._tokens.get(message.task_id, 0) + 1
-        self._tokens[message.task_id] = token
+        token = self.next_token(message.task_id)
         message = msgspec.structs.replace(
             message,
             token=token,
@@ -293,6 +292,12 @@ class RemoteHost:
             kind=message.kind,
             files=[ref.path for ref in message.files],
         )
+
+    def next_token(self, task_id: str) -> int:
+        """The task's next fencing token (every issue takes one; the old ones are stale)."""
+        token = self._tokens.get(task_id, 0) + 1
+        self._tokens[task_id] = token
+        return token
 
     async def _reissue(self, pending: _Pending, why: str) -> None:
         """Retire the attempt's entry and issue it again under a new token."""
