@@ -156,7 +156,7 @@ class Swarm:
             self.index,
             self.model,
             workspace_version=self._workspace_version,
-            parallelism=len(self.workers),
+            parallelism=len(self.workers) + (self.config.scale.slots if self.remote else 0),
             batch_files=lambda: self.checker.task_level == "quick",
         )
         self.agents: AgentFactory = agents or SwarmAgents(
