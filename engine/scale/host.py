@@ -52,13 +52,11 @@ from delegation_machine.engine.scale.connection import (
 from delegation_machine.engine.scale.wire import (
     WIRE_VERSION,
     BlobRef,
-    Heartbeat,
     ReleaseMessage,
     ResultMessage,
     TaskMessage,
     WireError,
     decode_entry,
-    decode_heartbeat,
     entry_fields,
     stream_entries,
 )
@@ -594,22 +592,6 @@ class RemoteHost:
             await pipe.execute()
             for _ in batch:
                 self._mirror.popleft()
-
-    # --- status -----------------------------------------------------------------------------
-
-    async def live_workers(self, within_s: float | None = None) -> dict[str, Heartbeat]:
-        """Workers whose heartbeat is fresher than `within_s` (default: the lease)."""
-        limit = self.settings.lease_s if within_s is None else within_s
-        raw: dict[Any, Any] = await self.client.hgetall(self.names.workers)
-        now, live = time.time(), {}
-        for value in raw.values():
-            try:
-                beat = decode_heartbeat(bytes(value))
-            except WireError:
-                continue
-            if now - beat.ts <= limit:
-                live[beat.worker] = beat
-        return live
 
 
 class RemoteAgent:

@@ -102,7 +102,6 @@ class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 WireMessage = TaskMessage | ResultMessage | ReleaseMessage
 _decoder = msgspec.json.Decoder(WireMessage)
-_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 _encoder = msgspec.json.Encoder()
 
 
@@ -148,13 +147,6 @@ def decode_message(raw: bytes) -> WireMessage:
     if isinstance(message, TaskMessage):
         _check_task(message)
     return message
-
-
-def decode_heartbeat(raw: bytes) -> Heartbeat:
-    try:
-        return _heartbeat_decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise WireError(f"not a worker heartbeat: {exc}") from None
 
 
 def _check_task(message: TaskMessage) -> None:

@@ -347,12 +347,12 @@ class ScaleWorker:
 
     async def _heartbeat_loop(self, lease_s: float) -> None:
         while not self._closed:
-            leases = [r.message.lease_s for r in self._running.values()] or [lease_s]
-            await asyncio.sleep(max(0.05, min(leases) / 4))
             try:
                 await self._beat()
             except TRANSPORT_ERRORS as exc:
                 await self._wait_out(exc)
+            leases = [r.message.lease_s for r in self._running.values()] or [lease_s]
+            await asyncio.sleep(max(0.05, min(leases) / 4))
 
     async def _beat(self) -> None:
         for running in list(self._running.values()):

@@ -27,6 +27,7 @@ from delegation_machine.engine.protocol import (
 from delegation_machine.engine.scale.wire import (
     WIRE_VERSION,
     BlobRef,
+    Heartbeat,
     ResultMessage,
     TaskMessage,
     encode_message,
@@ -96,6 +97,8 @@ async def test_malformed_and_hostile_entries_are_refused_and_the_worker_goes_on(
     assert client.xpending("dm:tasks:fix", "workers")["pending"] == 0
     assert not outside.exists()
     assert wa.poll() is None
+    beat = msgspec.json.decode(client.hget("dm:workers", "wa"), type=Heartbeat)
+    assert beat.worker == "wa" and beat.kinds == ("fix", "format") and beat.slots == 1
 
     # The worker still serves; the host refuses a malformed result and a stale token.
     workspace = copy_sample(tmp_path)
