@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 ServerKind = Literal["vllm", "llama.cpp"]
 
 # The lines each server prints once it accepts requests.
-_READY_MARKERS = ("Application startup complete", "server is listening on")
+_READY_MARKERS = ("Application startup complete", "listening on http")
 DEFAULT_MAX_MODEL_LEN = 2048
 VLLM_BLOCK_SIZE = 32  # on CPU vLLM's block size must be a multiple of 32
 
@@ -83,7 +83,7 @@ class ModelServerSpec:
             "provider": "openai",
             "base_url": self.base_url,
             "model": self.served_name,
-            "block_size": self.block_size if self.kind == "vllm" else 16,
+            "block_size": self.block_size,
         }
 
 
@@ -500,7 +500,7 @@ def resolve_spec(
         host=host,
         port=port,
         max_model_len=max_model_len,
-        block_size=16,
+        block_size=1,  # llama.cpp reuses a cached prefix token by token (cache_n)
     )
 
 

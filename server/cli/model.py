@@ -111,13 +111,13 @@ def handle_serve(args: argparse.Namespace) -> int:
         )
         server = ModelServer(spec, cache, start_timeout_s=args.start_timeout)
         _progress(f"starting {spec.kind} on {spec.model} (log: {server.log_path})")
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        server.start()
+        server.start()  # Ctrl-C here raises KeyboardInterrupt: start() stops the child
     except (ModelServerError, ProvisionError, OSError) as exc:
         print(f"error: model serve: {exc}", file=sys.stderr)
         return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     spec = server.spec  # with the port it listens on
     try:
         context = server.max_model_len() or spec.max_model_len
