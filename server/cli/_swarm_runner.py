@@ -126,7 +126,7 @@ async def run_tasks(
         swarm = Swarm(
             workspace, editor_settings=settings or None, watch=False, redis_url=redis_url
         )
-    except (ConfigError, ScaleError) as exc:  # a bad .delegation/config.toml: one line, no traceback
+    except (ConfigError, ScaleError) as exc:  # bad configuration: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     progress = RunProgress(
