@@ -123,9 +123,7 @@ async def run_tasks(
     if allow_test_changes:
         settings["allow_test_changes"] = True
     try:
-        swarm = Swarm(
-            workspace, editor_settings=settings or None, watch=False, redis_url=redis_url
-        )
+        swarm = Swarm(workspace, editor_settings=settings or None, watch=False, redis_url=redis_url)
     except (ConfigError, ScaleError) as exc:  # bad configuration: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
