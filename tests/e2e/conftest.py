@@ -233,6 +233,37 @@ def make_editor_client() -> LanguageClient:
     return client
 
 
+async def delegate_instruction(client: LanguageClient, uri: str, instruction: str) -> str:
+    """`delegation.delegate` on the file at `uri` with a plain-language instruction; its id."""
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="delegation.delegate",
+            arguments=[{"uri": uri, "instruction": instruction}],
+        )
+    )
+    return str(result["taskId"])
+
+
+async def run_code_action(client: LanguageClient, uri: str, line: int, title: str) -> str:
+    """Ask for the code actions at `line` of `uri`, run the one titled `title`; the task id."""
+    position = types.Position(line=line, character=4)
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(position, position),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    chosen = next(a for a in actions or [] if a.title == title)
+    assert isinstance(chosen, types.CodeAction) and chosen.command is not None, chosen
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command=chosen.command.command, arguments=chosen.command.arguments
+        )
+    )
+    return str(result["taskId"])
+
+
 def emacs_eglot_probe(emacs: str) -> subprocess.CompletedProcess[str]:
     """`(require 'eglot)` in a bare Emacs with Debian's elpa folders on the load-path."""
     return subprocess.run(

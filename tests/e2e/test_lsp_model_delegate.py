@@ -22,7 +22,7 @@ from pygls import uris
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
-from tests.e2e.conftest import make_editor_client
+from tests.e2e.conftest import make_editor_client, run_code_action
 
 SECRET = "sk-scripted-secret-0123456789"
 TARGET = "inventory/money.py"
@@ -108,21 +108,7 @@ async def test_natural_language_delegation_runs_the_llm_agent(
     client, editor = model_lsp, model_lsp.editor
     uri = editor.open(workspace / TARGET)
     line = editor.text(uri).splitlines().index(SIGNATURE.rstrip("\n"))
-    position = types.Position(line=line, character=4)
-    actions = await client.text_document_code_action_async(
-        types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=types.Range(position, position),
-            context=types.CodeActionContext(diagnostics=[]),
-        )
-    )
-    document = next(a for a in actions if a.title == "Delegate: document this module")
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command=document.command.command, arguments=document.command.arguments
-        )
-    )
-    task_id = result["taskId"]
+    task_id = await run_code_action(client, uri, line, "Delegate: document this module")
     final = await editor.wait_until(
         lambda: (
             editor.task_state(task_id) in ("verified", "failed", "escalated", "cancelled")

@@ -18,6 +18,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from delegation_machine.engine.inference.scripted import ScriptedServer, ScriptedTurn
+from tests.e2e.conftest import delegate_instruction
 from tests.e2e.test_lsp_model_delegate import DOCSTRING, GOOD_TURNS, SIGNATURE, TARGET, model_lsp
 
 __all__ = ["model_lsp"]  # the editor fixture, with this module's model server
@@ -35,16 +36,6 @@ def model_server(turns: list[ScriptedTurn], window: int | None) -> Iterator[Scri
     server = ScriptedServer(turns, max_model_len=window).start()
     yield server
     server.stop()
-
-
-async def delegate(client: LanguageClient, uri: str) -> str:
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="delegation.delegate",
-            arguments=[{"uri": uri, "instruction": "document format_money"}],
-        )
-    )
-    return str(result["taskId"])
 
 
 def model_failures(workspace: Path) -> list[str]:
@@ -88,7 +79,7 @@ async def test_a_model_failure_is_shown_on_the_task(
     client, editor = model_lsp, model_lsp.editor
     uri = editor.open(workspace / TARGET)
     original = editor.text(uri)
-    task_id = await delegate(client, uri)
+    task_id = await delegate_instruction(client, uri, "document format_money")
     final = await editor.wait_until(
         lambda: editor.task_state(task_id) in FINAL and editor.task_state(task_id), timeout=300
     )
@@ -129,7 +120,7 @@ async def test_a_server_killed_mid_reply_is_asked_again_and_the_edit_lands(
 ) -> None:
     client, editor = model_lsp, model_lsp.editor
     uri = editor.open(workspace / TARGET)
-    task_id = await delegate(client, uri)
+    task_id = await delegate_instruction(client, uri, "document format_money")
     final = await editor.wait_until(
         lambda: editor.task_state(task_id) in FINAL and editor.task_state(task_id), timeout=300
     )

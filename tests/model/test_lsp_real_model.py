@@ -19,7 +19,7 @@ from pygls import uris
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from delegation_machine.engine.protocol import TaskState
-from tests.e2e.conftest import make_editor_client
+from tests.e2e.conftest import make_editor_client, run_code_action
 from tests.model.conftest import ServedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -62,21 +62,7 @@ async def test_a_code_action_delegation_reaches_vllm_and_ends_honestly(
     uri = editor.open(workspace / TARGET)
     original = editor.text(uri)
     line = original.splitlines().index(SIGNATURE)
-    position = types.Position(line=line, character=4)
-    actions = await client.text_document_code_action_async(
-        types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=types.Range(position, position),
-            context=types.CodeActionContext(diagnostics=[]),
-        )
-    )
-    document = next(a for a in actions if a.title == "Delegate: document this module")
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command=document.command.command, arguments=document.command.arguments
-        )
-    )
-    task_id = result["taskId"]
+    task_id = await run_code_action(client, uri, line, "Delegate: document this module")
     final = await editor.wait_until(
         lambda: editor.task_state(task_id) in TERMINAL and editor.task_state(task_id),
         timeout=400,

@@ -27,7 +27,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from delegation_machine.engine.inference.model_server import free_port
 from delegation_machine.engine.protocol import TaskState
-from tests.e2e.conftest import make_editor_client
+from tests.e2e.conftest import delegate_instruction, make_editor_client
 from tests.model.conftest import MAX_MODEL_LEN, ServedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -115,16 +115,6 @@ def said(client: LanguageClient, text: str) -> list[str]:
     return [m.message for m in client.messages if text in m.message]
 
 
-async def delegate(client: LanguageClient, uri: str) -> str:
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="delegation.delegate",
-            arguments=[{"uri": uri, "instruction": "add a docstring to format_money"}],
-        )
-    )
-    return str(result["taskId"])
-
-
 async def test_vllm_killed_mid_task_fails_the_task_with_the_reason_and_is_restarted(
     supervising_lsp: LanguageClient, workspace: Path
 ) -> None:
@@ -135,7 +125,7 @@ async def test_vllm_killed_mid_task_fails_the_task_with_the_reason_and_is_restar
     uri = editor.open(workspace / TARGET)
     original = editor.text(uri)
 
-    task_id = await delegate(client, uri)
+    task_id = await delegate_instruction(client, uri, "add a docstring to format_money")
     while await requests_running(base_url) < 1:  # vLLM is generating for the task
         assert editor.task_state(task_id) not in TERMINAL, editor.task_updates
         await asyncio.sleep(0.05)
@@ -165,7 +155,7 @@ async def test_vllm_killed_mid_task_fails_the_task_with_the_reason_and_is_restar
     await editor.wait_until(lambda: said(client, "exited"), timeout=60)
     await editor.wait_until(lambda: len(said(client, f"answers at {base_url}")) >= 2, timeout=300)
     assert len(vllm_processes(PORT)) == 1
-    second = await delegate(client, uri)
+    second = await delegate_instruction(client, uri, "add a docstring to format_money")
     await editor.wait_until(
         lambda: editor.task_state(second) in TERMINAL and editor.task_state(second),
         timeout=300,
